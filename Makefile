@@ -1,0 +1,22 @@
+# Quick start: `make sim` (set up, run on the simulator), `make test` (run every test).
+VENV   ?= .venv
+PYTHON ?= python3
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: sim test clean
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[sim,test]'
+	touch $(STAMP)
+
+sim: $(STAMP)
+	mkdir -p sim-output
+	$(VENV)/bin/trapd sim default --config config.yaml --report sim-output/report.json
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+clean:
+	rm -rf sim-output .pytest_cache .hypothesis

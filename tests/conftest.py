@@ -1,0 +1,80 @@
+"""Shared fixtures: configs built from the shipped config.yaml, a fresh gpiozero
+MockFactory per test, and the sim hardware (virtual clock, camera rig, PIR pin)."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from gpiozero.pins.mock import MockFactory
+
+from trapd.config import DEFAULT_CONFIG_PATH, Config, parse_config
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def require_shared(relative: str) -> Path:
+    """A path under ../shared, or skip (fail in CI, where TRAPD_REQUIRE_SHARED=1)."""
+    path = SHARED / relative
+    if not path.exists():
+        reason = f"../shared/{relative} not present (a clone without the team's shared folder)"
+        if os.environ.get("TRAPD_REQUIRE_SHARED") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+def require_tool(name: str) -> str:
+    """A system tool's path, or skip (fail in CI, where TRAPD_REQUIRE_TOOLS=1)."""
+    path = shutil.which(name)
+    if path is None:
+        reason = f"{name} not installed (.ci/run installs it with apt-get)"
+        if os.environ.get("TRAPD_REQUIRE_TOOLS") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def shipped_config_dict() -> dict:
+    return yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+
+
+def config_dict(tmp_path: Path, overrides: dict | None = None) -> dict:
+    """The shipped config with a small main stream (fast tests) and storage in tmp_path."""
+    test_defaults = {"hardware": {"camera": {"main_size": [640, 480]}},
+                     "storage": {"root": str(tmp_path / "storage"), "min_free_mb": 0}}
+    return _merge(_merge(shipped_config_dict(), test_defaults), overrides or {})
+
+
+def make_config(tmp_path: Path, overrides: dict | None = None) -> Config:
+    return parse_config(yaml.safe_dump(config_dict(tmp_path, overrides)), source="test-config.yaml")
+
+
+def write_config(path: Path, tmp_path: Path, overrides: dict | None = None) -> Path:
+    path.write_text(yaml.safe_dump(config_dict(tmp_path, overrides)))
+    return path
+
+
+@pytest.fixture
+def mock_factory():
+    factory = MockFactory()
+    try:
+        yield factory
+    finally:
+        factory.reset()
+        factory.close()

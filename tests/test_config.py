@@ -1,0 +1,387 @@
+"""config.yaml as a technician meets it: the shipped file loads, and every
+mistake is reported with its line, its key and what would be valid."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from textwrap import dedent
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trapd.config import (
+    DEFAULT_CONFIG_PATH,
+    Config,
+    check_config_main,
+    load_config,
+    parse_config,
+)
+from trapd.errors import ConfigError
+
+
+def station_yaml(station_id: str = "LOL-A017") -> str:
+    return dedent(
+        f"""\
+        station:
+          station_id: {station_id}
+          deployment_id: LOL-A017-2026-11
+          location:
+            latitude: 43.1056
+            longitude: 131.4569
+        """
+    )
+
+
+def problems_in(text: str) -> list:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text)
+    return raised.value.problems
+
+
+def problem_at(text: str, path: str):
+    matching = [problem for problem in problems_in(text) if problem.path == path]
+    assert len(matching) == 1, f"expected one problem at {path}, got {problems_in(text)}"
+    return matching[0]
+
+
+def line_of(text: str, fragment: str) -> int:
+    """1-based number of the only line containing `fragment`."""
+    lines = [number for number, line in enumerate(text.splitlines(), 1) if fragment in line]
+    assert len(lines) == 1
+    return lines[0]
+
+
+THREE_MISTAKES = station_yaml() + dedent(
+    """\
+    storage:
+      jpeg_quality: 300
+    filter:
+      blur_px: five
+      pixel_treshold: 20
+    """
+)
+
+
+# --- the shipped file ------------------------------------------------------
+
+
+def test_shipped_config_loads_and_is_the_default():
+    shipped = load_config(DEFAULT_CONFIG_PATH)
+
+    assert shipped.station.station_id == "LOL-A017"
+    assert load_config(None).station.station_id == shipped.station.station_id
+
+
+def test_values_are_converted_to_the_field_types():
+    camera_yaml = "hardware:\n  camera:\n    main_size: [640, 480]\n    frame_rate: 10\n"
+
+    config = parse_config(station_yaml() + camera_yaml)
+
+    assert config.hardware.camera.main_size == (640, 480)
+    assert isinstance(config.hardware.camera.frame_rate, float)
+    assert isinstance(config.station.location.latitude, float)
+
+
+def test_check_config_on_the_shipped_file_says_ok_and_summarises(capsys):
+    assert check_config_main(str(DEFAULT_CONFIG_PATH)) == 0
+
+    output = capsys.readouterr().out
+    assert output.startswith(f"{DEFAULT_CONFIG_PATH}: OK\n")
+    assert "LOL-A017" in output and "GPIO 17" in output and "2028x1520" in output
+
+
+# --- all mistakes at once, each on its line ----------------------------------
+
+
+def test_every_mistake_is_listed_with_its_line_and_key():
+    problems = {problem.path: problem for problem in problems_in(THREE_MISTAKES)}
+
+    assert set(problems) == {"filter.pixel_treshold", "filter.blur_px", "storage.jpeg_quality"}
+    lines_in_reported_order = [problem.line for problem in problems.values()]
+    assert lines_in_reported_order == sorted(lines_in_reported_order)
+    typo = problems["filter.pixel_treshold"]
+    assert typo.line == line_of(THREE_MISTAKES, "pixel_treshold")
+    assert "did you mean 'pixel_threshold'?" in str(typo)
+    assert problems["filter.blur_px"].line == line_of(THREE_MISTAKES, "blur_px")
+    assert problems["storage.jpeg_quality"].line == line_of(THREE_MISTAKES, "jpeg_quality")
+    assert str(problems["storage.jpeg_quality"]) == (
+        f"config.yaml:{line_of(THREE_MISTAKES, 'jpeg_quality')}: storage.jpeg_quality = 300: "
+        "expected an integer from 10 to 100"
+    )
+
+
+def test_check_config_prints_every_problem_and_fails(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text(THREE_MISTAKES)
+
+    assert check_config_main(str(path)) == 1
+
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4
+    assert all(line.startswith(f"{path}:") for line in lines[:3])
+    assert any("filter.pixel_treshold" in line for line in lines)
+    assert any("filter.blur_px = 'five'" in line for line in lines)
+    assert any("storage.jpeg_quality = 300" in line for line in lines)
+    assert lines[-1] == f"3 problem(s) in {path}"
+
+
+def test_an_unknown_key_without_a_close_match_lists_the_allowed_keys():
+    problem = problem_at(station_yaml() + "burst:\n  zzz: 1\n", "burst.zzz")
+
+    assert "frames, interval_s, pre_trigger_frames" in str(problem)
+
+
+def test_an_unreadable_file_is_one_problem_naming_it(tmp_path):
+    missing = tmp_path / "nope.yaml"
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(missing)
+
+    [problem] = raised.value.problems
+    assert problem.source == str(missing)
+    assert str(problem).startswith(f"{missing}: cannot read the file")
+
+
+# --- station identity ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("station_id", ["'../../etc'", "'A 1'", "ST_01", "''", "X" * 33])
+def test_station_ids_that_would_break_file_names_are_rejected(station_id):
+    problem = problem_at(station_yaml(station_id), "station.station_id")
+
+    assert problem.line == 2
+    assert "'_' separates the parts" in problem.expected
+
+
+def test_a_numeric_station_id_is_rejected_as_not_text():
+    problem = problem_at(station_yaml("123"), "station.station_id")
+
+    assert problem.value == 123
+
+
+def test_missing_required_keys_are_each_reported_under_their_section():
+    text = "station:\n  owner: Somebody\n"
+
+    problems = {problem.path: problem for problem in problems_in(text)}
+
+    assert set(problems) == {"station.station_id", "station.deployment_id", "station.location"}
+    assert all(problem.line == 1 for problem in problems.values())
+    assert "missing" in str(problems["station.station_id"])
+
+
+def test_a_missing_station_section_is_reported():
+    problem = problem_at("filter:\n  enabled: false\n", "station")
+
+    assert "missing" in str(problem)
+
+
+# --- YAML-level mistakes --------------------------------------------------------
+
+
+def test_a_duplicated_key_is_reported_at_its_second_line():
+    text = station_yaml() + "filter:\n  blur_px: 5\n  blur_px: 7\n"
+
+    problem = problem_at(text, "filter.blur_px")
+
+    assert problem.line == len(text.splitlines())
+    assert f"first at line {problem.line - 1}" in str(problem)
+
+
+def test_a_yaml_syntax_error_is_one_problem_on_its_line_without_a_traceback(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    text = station_yaml() + "filter:\n  enabled: [true\n  blur_px: 5\n"
+    path.write_text(text)
+
+    assert check_config_main(str(path)) == 1
+
+    output = capsys.readouterr().out
+    assert "Traceback" not in output
+    assert output.splitlines()[-1] == f"1 problem(s) in {path}"
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    [problem] = raised.value.problems
+    # The bracket left open on the line above is noticed at the next ':'.
+    assert problem.line == line_of(text, "blur_px")
+    assert "YAML syntax error" in str(problem)
+
+
+@pytest.mark.parametrize("tagged", ["!!int abc", "!!bool maybe", "!!timestamp soon", "!!int ''"])
+def test_a_malformed_tagged_value_is_a_problem_on_its_line(tagged):
+    text = station_yaml() + f"storage:\n  min_free_mb: {tagged}\n"
+
+    problem = problem_at(text, "storage.min_free_mb")
+
+    assert problem.line == line_of(text, "min_free_mb")
+
+
+def test_absurdly_deep_nesting_is_a_problem_not_a_crash():
+    [problem] = problems_in("station: " + "[" * 5000 + "]" * 5000)
+
+    assert "nested too deeply" in str(problem)
+
+
+def test_an_empty_file_is_a_problem():
+    [problem] = problems_in("# nothing but a comment\n")
+
+    assert "no settings" in str(problem)
+
+
+def test_python_tags_are_rejected_without_running_anything(tmp_path):
+    created = tmp_path / "created-by-yaml"
+    text = station_yaml() + f"storage:\n  root: !!python/object/apply:os.mkdir ['{created}']\n"
+
+    problem = problem_at(text, "storage.root")
+
+    assert not created.exists()
+    assert problem.line == line_of(text, "root:")
+    assert "python/object/apply:os.mkdir" in str(problem)
+
+
+# --- types and ranges --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["true", "20.0", "'20'"])
+def test_pixel_threshold_must_be_a_real_integer(value):
+    problem = problem_at(station_yaml() + f"filter:\n  pixel_threshold: {value}\n", "filter.pixel_threshold")
+
+    assert "expected an integer from 1 to 255" in str(problem)
+
+
+def test_a_size_must_be_two_even_integers():
+    problem = problem_at(station_yaml() + "hardware:\n  camera:\n    main_size: [641, 480]\n",
+                         "hardware.camera.main_size")
+
+    assert "even" in problem.expected
+
+
+def test_null_is_allowed_only_where_stated():
+    config = parse_config(station_yaml() + "hardware:\n  ir_lamp_pin: null\n")
+    assert config.hardware.ir_lamp_pin is None
+
+    problem_at(station_yaml() + "hardware:\n  pir_pin: null\n", "hardware.pir_pin")
+
+
+def test_utc_offset_gives_the_time_zone():
+    config = parse_config(station_yaml() + "time:\n  utc_offset: '+10:00'\n")
+
+    assert config.time.tz.utcoffset(None) == timedelta(hours=10)
+
+
+@pytest.mark.parametrize("offset", ["'10'", "+10:00", "'+15:00'", "'+05:60'"])
+def test_malformed_utc_offsets_are_rejected(offset):
+    problem = problem_at(station_yaml() + f"time:\n  utc_offset: {offset}\n", "time.utc_offset")
+
+    assert "in quotes" in problem.expected
+
+
+# --- rules linking fields ---------------------------------------------------------------
+
+
+def test_pre_trigger_frames_must_leave_two_camera_buffers_free():
+    text = station_yaml() + "hardware:\n  camera:\n    buffer_count: 4\nburst:\n  pre_trigger_frames: 3\n"
+
+    problem = problem_at(text, "burst.pre_trigger_frames")
+
+    assert problem.line == line_of(text, "pre_trigger_frames")
+    assert "hardware.camera.buffer_count" in str(problem)
+
+
+def test_two_devices_on_one_pin_are_rejected_naming_both():
+    text = station_yaml() + "hardware:\n  pir_pin: 4\n  status_led_pin: 4\n"
+
+    problem = problem_at(text, "hardware.status_led_pin")
+
+    assert problem.line == line_of(text, "status_led_pin")
+    assert "pir_pin" in str(problem)
+
+
+def test_gpio_4_on_its_own_is_a_valid_pir_pin():
+    assert parse_config(station_yaml() + "hardware:\n  pir_pin: 4\n").hardware.pir_pin == 4
+
+
+def test_the_burst_must_fit_in_the_longest_event():
+    text = station_yaml() + "trigger:\n  max_event_s: 10\nburst:\n  frames: 30\n  interval_s: 0.5\n"
+
+    problem = problem_at(text, "burst.frames")
+
+    assert "trigger.max_event_s" in str(problem)
+
+
+def test_the_lores_stream_may_not_be_larger_than_the_main_one():
+    text = station_yaml() + "hardware:\n  camera:\n    main_size: [640, 480]\n    lores_size: [800, 240]\n"
+
+    problem = problem_at(text, "hardware.camera.lores_size")
+
+    assert "main_size [640, 480]" in str(problem)
+
+
+# --- nothing but ConfigError, whatever is typed -------------------------------------------
+
+
+def _key_paths(mapping: dict, prefix: tuple = ()) -> list[tuple]:
+    paths = []
+    for key, value in mapping.items():
+        paths.append(prefix + (key,))
+        if isinstance(value, dict):
+            paths.extend(_key_paths(value, prefix + (key,)))
+    return paths
+
+
+SHIPPED = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+KNOWN_PATHS = _key_paths(SHIPPED)
+KNOWN_KEYS = sorted({path[-1] for path in KNOWN_PATHS})
+
+any_key = st.sampled_from(KNOWN_KEYS) | st.text(max_size=8) | st.integers()
+scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | st.dates()
+yaml_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(any_key, inner, max_size=3),
+    max_leaves=10,
+)
+key_paths = st.sampled_from(KNOWN_PATHS) | st.tuples(st.sampled_from(KNOWN_PATHS), any_key).map(
+    lambda pair: pair[0] + (pair[1],)
+)
+
+
+def _with_override(document: dict, path: tuple, value) -> None:
+    for key in path[:-1]:
+        if not isinstance(document.get(key), dict):
+            document[key] = {}
+        document = document[key]
+    document[path[-1]] = value
+
+
+def _assert_parses_or_explains(text: str, *, every_problem_has_a_path: bool) -> None:
+    try:
+        assert isinstance(parse_config(text), Config)
+    except ConfigError as error:
+        assert error.problems
+        for problem in error.problems:
+            assert isinstance(problem.path, str)
+            assert problem.path or not every_problem_has_a_path, problem
+            assert problem.line is None or problem.line >= 1
+            assert "\n" not in str(problem)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(key_paths, yaml_values), min_size=1, max_size=4))
+def test_any_values_merged_into_the_shipped_config_give_config_or_config_error(overrides):
+    document = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    for path, value in overrides:
+        _with_override(document, path, value)
+
+    _assert_parses_or_explains(yaml.safe_dump(document, sort_keys=False), every_problem_has_a_path=True)
+
+
+yaml_tokens = st.sampled_from(
+    list(" \n\t:-[]{},#&*!|>'\"?%@`~.0123abc")
+    + ["station", "  ", ": ", "- ", "!!python/object:x", "!!int ", "!!bool ", "\x00", "*a", "&a"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text() | st.lists(yaml_tokens, max_size=60).map("".join))
+def test_arbitrary_text_gives_config_or_config_error(text):
+    _assert_parses_or_explains(text, every_problem_has_a_path=False)

@@ -1,0 +1,206 @@
+"""Camera stage: the only code that talks to Picamera2.
+
+`Camera` is handed the Picamera2 *class* (the real `picamera2.Picamera2` on a
+Pi, hw_sim's stand-in elsewhere) and runs one video-style configuration with a
+YUV420 `main` stream for the images and a small YUV420 `lores` stream for the
+filter. Every capture has a `wait=` timeout: an untimed capture hangs forever
+when libcamera's frontend times out. On a timeout or error the camera is
+cancelled, stopped, closed and reopened with back-off.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import simplejpeg
+
+from trapd.clock import Clock
+from trapd.config import CameraConfig
+from trapd.errors import CameraUnavailable, CaptureFailed
+
+log = logging.getLogger(__name__)
+
+REOPEN_ATTEMPTS = 5
+REOPEN_FIRST_DELAY_S = 1.0
+REOPEN_MAX_DELAY_S = 30.0
+
+
+def yuv420_planes(array: np.ndarray, width: int, height: int):
+    """Y, U, V views of a picamera2 YUV420 array of shape (h*3/2, stride)."""
+    y = array[:height, :width]
+    chroma_rows = array.reshape(array.shape[0] * 2, array.shape[1] // 2)
+    u = chroma_rows[2 * height: 2 * height + height // 2, : width // 2]
+    v = chroma_rows[2 * height + height // 2:, : width // 2]
+    return y, u, v
+
+
+@dataclass
+class Frame:
+    """One camera frame. While `request` is held, the camera buffer behind
+    `main` is ours; `release()` hands it back (picamera2 stalls when all its
+    buffers are held)."""
+
+    sensor_timestamp_ns: int
+    wall_ns: int
+    metadata: dict
+    lores_y: np.ndarray
+    main_size: tuple[int, int]
+    request: object | None = field(default=None, repr=False)
+
+    def encode_jpeg(self, quality: int) -> bytes:
+        if self.request is None:
+            raise CaptureFailed("frame buffer already released")
+        w, h = self.main_size
+        y, u, v = yuv420_planes(self.request.make_array("main"), w, h)
+        return simplejpeg.encode_jpeg_yuv_planes(y, u, v, quality=quality)
+
+    def release(self) -> None:
+        if self.request is not None:
+            self.request.release()
+            self.request = None
+
+
+class Camera:
+    def __init__(self, picamera2_class: type, config: CameraConfig, clock: Clock,
+                 camera_num: int = 0) -> None:
+        self._picamera2_class = picamera2_class
+        self._config = config
+        self._clock = clock
+        self._camera_num = camera_num
+        self._picam2 = None
+        self.model = "unknown"
+
+    def open(self) -> None:
+        """Open and start, retrying with back-off; CameraUnavailable if it never works."""
+        delay = REOPEN_FIRST_DELAY_S
+        for attempt in range(1, REOPEN_ATTEMPTS + 1):
+            try:
+                self._open_once()
+                return
+            except (RuntimeError, OSError, TimeoutError) as exc:
+                self._close_quietly()
+                log.warning("camera open attempt %d/%d failed: %s", attempt, REOPEN_ATTEMPTS, exc)
+                if attempt == REOPEN_ATTEMPTS:
+                    raise CameraUnavailable(
+                        f"camera {self._camera_num} did not open after {REOPEN_ATTEMPTS} attempts: {exc}"
+                    ) from exc
+                self._clock.sleep(delay)
+                delay = min(delay * 2, REOPEN_MAX_DELAY_S)
+
+    def _open_once(self) -> None:
+        if not self._picamera2_class.global_camera_info():
+            raise RuntimeError(f"no camera found (is the ribbon cable seated? camera {self._camera_num})")
+        picam2 = self._picamera2_class(self._camera_num)
+        self._picam2 = picam2
+        picam2.configure(self._video_configuration(picam2))
+        picam2.start()
+        self.model = str(picam2.camera_properties.get("Model", "unknown"))
+
+    def _video_configuration(self, picam2) -> dict:
+        cfg = self._config
+        frame_us = int(round(1_000_000 / cfg.frame_rate))
+        kwargs = dict(
+            main={"format": "YUV420", "size": tuple(cfg.main_size)},
+            lores={"format": "YUV420", "size": tuple(cfg.lores_size)},
+            buffer_count=cfg.buffer_count,
+            queue=True,
+            controls={"FrameDurationLimits": (frame_us, frame_us)},
+        )
+        if cfg.rotation_deg == 180:
+            kwargs["transform"] = _transform_class(self._picamera2_class)(hflip=1, vflip=1)
+        return picam2.create_video_configuration(**kwargs)
+
+    def next_frame(self) -> Frame:
+        """The next frame, newest first. On a timeout or camera error the
+        camera is reopened and CaptureFailed raised so the caller can note it."""
+        try:
+            request = self._picam2.capture_request(wait=self._config.capture_timeout_s)
+        except (TimeoutError, RuntimeError, OSError) as exc:
+            kind = "timed out" if isinstance(exc, TimeoutError) else "failed"
+            log.error("camera capture %s (%s); reopening the camera", kind, exc or type(exc).__name__)
+            self.reopen()
+            raise CaptureFailed(f"capture {kind}: {exc or type(exc).__name__}") from exc
+        return self._frame_from(request)
+
+    def _frame_from(self, request) -> Frame:
+        metadata = request.get_metadata()
+        timestamp = int(metadata["SensorTimestamp"])
+        wall_ns = timestamp + (self._clock.wall_ns() - self._clock.monotonic_ns())
+        w, h = self._config.lores_size
+        lores_y = request.make_array("lores")[:h, :w]
+        return Frame(timestamp, wall_ns, metadata, lores_y, tuple(self._config.main_size), request)
+
+    def reopen(self) -> None:
+        self._close_quietly()
+        self.open()
+
+    def close(self) -> None:
+        self._close_quietly()
+
+    def _close_quietly(self) -> None:
+        picam2, self._picam2 = self._picam2, None
+        if picam2 is None:
+            return
+        for step in ("cancel_all_and_flush", "stop", "close"):
+            try:
+                getattr(picam2, step)()
+            except Exception as exc:  # a dying camera may fail any step; the next must still run
+                log.debug("camera %s during recovery failed: %s", step, exc)
+
+
+def _transform_class(picamera2_class: type):
+    """libcamera.Transform on a Pi; the stand-in's own Transform in hw_sim."""
+    try:
+        return importlib.import_module("libcamera").Transform
+    except ImportError:
+        return importlib.import_module(picamera2_class.__module__).Transform
+
+
+class FrameRing:
+    """The most recent frames, for pre-trigger capture and the background.
+
+    Holds the camera requests of the newest `hold` frames (zero-copy; the
+    config keeps `hold` at most buffer_count - 2 so capture never stalls) and
+    the lores Y planes of the newest `keep_lores` frames in preallocated
+    slots. A frame pushed out of the hold window has its request released;
+    `take_before` moves frames out, and their release becomes the caller's job.
+    """
+
+    def __init__(self, hold: int, keep_lores: int, lores_size: tuple[int, int]) -> None:
+        w, h = lores_size
+        self._hold = hold
+        self._held: deque[Frame] = deque()
+        self._lores = np.zeros((max(keep_lores, 1), h, w), np.uint8)
+        self._lores_ts = np.full(max(keep_lores, 1), -1, np.int64)
+        self._next_slot = 0
+
+    def push(self, frame: Frame) -> None:
+        slot = self._next_slot
+        self._lores[slot] = frame.lores_y
+        self._lores_ts[slot] = frame.sensor_timestamp_ns
+        self._next_slot = (slot + 1) % len(self._lores)
+        if self._hold == 0:
+            frame.release()
+            return
+        self._held.append(frame)
+        while len(self._held) > self._hold:
+            self._held.popleft().release()
+
+    def take_before(self, t_ns: int) -> list[Frame]:
+        """Held frames that started before `t_ns`, oldest first; the ring forgets them."""
+        taken = [f for f in self._held if f.sensor_timestamp_ns < t_ns]
+        self._held = deque(f for f in self._held if f.sensor_timestamp_ns >= t_ns)
+        return taken
+
+    def lores_before(self, t_ns: int) -> list[np.ndarray]:
+        order = np.argsort(self._lores_ts)
+        return [self._lores[i] for i in order if 0 <= self._lores_ts[i] < t_ns]
+
+    def clear(self) -> None:
+        while self._held:
+            self._held.popleft().release()
+        self._lores_ts[:] = -1

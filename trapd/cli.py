@@ -1,0 +1,164 @@
+"""`trapd` command line: run, sim, check-config, status, verify."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from trapd.errors import ConfigError, HardwareError, StorageError, TrapdError
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_CONFIG = 2
+EXIT_HARDWARE = 3
+
+
+def _add_location_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="config.yaml to use (default: the shipped one)")
+    parser.add_argument("--storage", help="storage root (default: storage.root in the config)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trapd", description="Raspberry Pi camera-trap firmware")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the trap on real hardware")
+    run.add_argument("--config", help="config.yaml to use (default: the shipped one)")
+
+    sim = commands.add_parser("sim", help="run the trap on the hardware simulator")
+    sim.add_argument("scenario", nargs="?", default="default",
+                     help="scenario name in hw_sim/scenarios or a YAML path (default: default)")
+    _add_location_options(sim)
+    sim.add_argument("--realtime", action="store_true", help="run at wall-clock pace")
+    sim.add_argument("--report", help="write the scored run as JSON to this file")
+
+    check = commands.add_parser("check-config", help="validate a config.yaml, listing every problem")
+    check.add_argument("path", nargs="?", help="config file (default: the shipped one)")
+
+    status = commands.add_parser("status", help="images and events in the queue, free space")
+    _add_location_options(status)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    verify = commands.add_parser("verify", help="check every indexed image and every stored JPEG")
+    _add_location_options(verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"trapd: invalid config:\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except HardwareError as exc:
+        print(f"trapd: {exc}", file=sys.stderr)
+        return EXIT_HARDWARE
+    except TrapdError as exc:
+        print(f"trapd: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+
+
+def _run(args) -> int:
+    from trapd.daemon import run
+    return run(args.config)
+
+
+def _sim(args) -> int:
+    from hw_sim.run import run_scenario
+    from hw_sim.scenario import ScenarioError, load_scenario
+    from trapd.config import load_config
+
+    config = load_config(args.config)
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as exc:
+        print(f"trapd: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    logging.getLogger("trapd.trap").setLevel(logging.WARNING)  # the sim prints its own event lines
+    print(f"scenario {scenario.name}: {scenario.duration_s:g} s, {len(scenario.animals)} animal passes")
+    run = run_scenario(scenario, config, args.storage, args.realtime,
+                       on_event=lambda event: print("  " + event.line()))
+    report = run.report()
+    _print_summary(report)
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=1))
+        print(f"report written to {args.report}")
+    return EXIT_OK
+
+
+def _print_summary(report: dict) -> None:
+    s = report["summary"]
+    print(f"summary: {s['events']} events, {s['images_stored']} images stored")
+    print(f"  animal frames kept   {s['animal_frames_kept']}/{s['animal_frames']}")
+    print(f"  empty frames dropped {s['empty_frames_dropped']}/{s['empty_frames']}")
+    print(f"  animal events lost   {s['animal_events_lost']}/{s['animal_events']}")
+    print(f"  animal passes with a stored image {s['animal_passes_stored']}/{s['animal_passes']}")
+    print(f"images are in {Path(report['storage_root']).resolve() / 'images'}")
+
+
+def _check_config(args) -> int:
+    from trapd.config import check_config_main
+    return check_config_main(args.path)
+
+
+def _open_store(args):
+    from trapd.config import load_config
+    from trapd.storage import Store
+
+    storage = load_config(args.config).storage
+    root = args.storage or storage.root
+    if not (Path(root) / "queue.db").exists():
+        raise StorageError(f"no image queue at {root} (nothing recorded yet, or wrong --storage)")
+    return Store(root, storage.min_free_mb, recover=False)
+
+
+def _status(args) -> int:
+    store = _open_store(args)
+    try:
+        status = store.status()
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(status, indent=1))
+        return EXIT_OK
+    print(f"queue at {status['root']}")
+    print(f"  events: {_counts(status['events'])}")
+    print(f"  frames: {_counts(status['frames'])}")
+    if status["last_event"]:
+        print(f"  last event: {status['last_event']['event_id']} ({status['last_event']['trigger']})")
+    floor_note = " BELOW FLOOR: not saving" if status["below_floor"] else ""
+    print(f"  free space: {status['free_mb']} MB (floor {status['min_free_mb']} MB){floor_note}")
+    return EXIT_OK
+
+
+def _counts(by_state: dict) -> str:
+    return ", ".join(f"{n} {state}" for state, n in sorted(by_state.items())) or "none"
+
+
+def _verify(args) -> int:
+    store = _open_store(args)
+    try:
+        problems = store.verify()
+    finally:
+        store.close()
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s) in {store.root}")
+        return EXIT_PROBLEMS
+    print(f"{store.root}: every indexed image is complete and every image is indexed")
+    return EXIT_OK
+
+
+COMMANDS = {"run": _run, "sim": _sim, "check-config": _check_config,
+            "status": _status, "verify": _verify}
+
+if __name__ == "__main__":
+    sys.exit(main())

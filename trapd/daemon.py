@@ -1,0 +1,167 @@
+"""The process: builds the stages from a Config, runs the pipeline, handles signals.
+
+SIGTERM/SIGINT: finish the event in flight, close the queue, exit 0.
+SIGHUP: reload config.yaml between events; an invalid file keeps the running
+config and the log says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from trapd.camera import Camera
+from trapd.clock import Clock, SystemClock
+from trapd.config import Config, load_config
+from trapd.errors import ConfigError, GpioUnavailable, HardwareError
+from trapd.metadata import StationInfo
+from trapd.storage import Store
+from trapd.trap import EventReport, Trap
+from trapd.trigger import PirTrigger
+
+log = logging.getLogger(__name__)
+
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def sd_notify(message: str) -> bool:
+    """Tell systemd (Type=notify) about our state; False when not under systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(message.encode(), address)
+    return True
+
+
+def read_serial_number(cpuinfo: Path = CPUINFO) -> str:
+    """The Pi's board serial ("Serial : 10000000a1b2c3d4"), or "unknown"."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "Serial" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def station_info(config: Config, camera_model: str) -> StationInfo:
+    s = config.station
+    return StationInfo(
+        station_id=s.station_id, deployment_id=s.deployment_id,
+        latitude=s.location.latitude, longitude=s.location.longitude,
+        elevation_m=s.location.elevation_m, uncertainty_m=s.location.uncertainty_m,
+        heading_deg=s.camera.heading_deg, owner=s.owner, license=s.license,
+        serial_number=read_serial_number() if s.serial_number == "auto" else s.serial_number,
+        camera_model=camera_model, utc_offset=config.time.tz)
+
+
+@dataclass
+class Hardware:
+    """The seams: which Picamera2 class, which gpiozero pin factory, which clock."""
+
+    picamera2_class: type
+    pin_factory: object | None
+    clock: Clock
+
+
+def real_hardware() -> Hardware:
+    try:
+        from picamera2 import Picamera2
+    except ImportError as exc:
+        raise HardwareError(
+            f"no camera software ({exc}): on a Raspberry Pi install python3-picamera2 with apt "
+            "and create the venv with --system-site-packages; elsewhere use `trapd sim`") from exc
+    return Hardware(Picamera2, None, SystemClock())
+
+
+def build_trap(config: Config, hardware: Hardware, storage_root: str | None = None,
+               on_event: Callable[[EventReport], None] | None = None) -> Trap:
+    """Open camera, PIR and queue; close whatever opened if a later one fails."""
+    store = Store(storage_root or config.storage.root, config.storage.min_free_mb)
+    camera = Camera(hardware.picamera2_class, config.hardware.camera, hardware.clock)
+    try:
+        camera.open()
+        pir = PirTrigger(config.hardware.pir_pin, hardware.clock, hardware.pin_factory)
+    except BaseException:
+        camera.close()
+        store.close()
+        raise
+    return Trap(config, camera, pir, store, hardware.clock,
+                station_info(config, camera.model), on_event)
+
+
+def close_trap(trap: Trap) -> None:
+    trap.close()
+    trap.pir.close()
+    trap.camera.close()
+    trap.store.close()
+
+
+class Daemon:
+    def __init__(self, config_path: str | None, config: Config, trap: Trap) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.trap = trap
+        self._stop = False
+        self._reload = False
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGHUP, self.request_reload)
+
+    def request_stop(self, *_) -> None:
+        self._stop = True
+
+    def request_reload(self, *_) -> None:
+        self._reload = True
+
+    def run(self, until: Callable[[], bool] = lambda: False) -> int:
+        log.info("trapd running: station %s, deployment %s",
+                 self.config.station.station_id, self.config.station.deployment_id)
+        sd_notify("READY=1")
+        while not (self._stop or until()):
+            self.trap.step()
+            if self._reload and not self.trap.in_event:
+                self._reload = False
+                self.reload()
+        sd_notify("STOPPING=1")
+        self.trap.finish()
+        log.info("trapd stopped")
+        return 0
+
+    def reload(self) -> bool:
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("config reload refused, keeping the running config:\n%s", exc)
+            return False
+        self.trap.reconfigure(config, station_info(config, self.trap.camera.model))
+        self.config = self.trap.config
+        log.info("config reloaded from %s", self.config_path)
+        return True
+
+
+def run(config_path: str | None) -> int:
+    config = load_config(config_path)
+    hardware = real_hardware()
+    try:
+        trap = build_trap(config, hardware)
+    except GpioUnavailable as exc:
+        raise GpioUnavailable(f"{exc} (on a Pi: user in the gpio group, python3-lgpio installed, "
+                              "GPIOZERO_PIN_FACTORY=lgpio)") from exc
+    daemon = Daemon(config_path, config, trap)
+    daemon.install_signal_handlers()
+    try:
+        return daemon.run()
+    finally:
+        close_trap(trap)

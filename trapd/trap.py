@@ -1,0 +1,244 @@
+"""The pipeline: PIR trigger -> burst -> filter -> tag -> queue, one event at a time.
+
+The loop is paced by the camera: each `step()` takes one frame. Idle frames
+go into the ring (pre-trigger frames and background). A trigger opens an
+event: the held frames from before the edge are its pre-trigger frames, then
+one frame every `burst.interval_s` from the first frame exposed after the
+edge. A new PIR edge (or a PIR still high when the burst ends) extends the
+event, up to `trigger.max_event_s`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable
+
+from trapd.camera import Camera, Frame, FrameRing
+from trapd.clock import Clock
+from trapd.config import Config
+from trapd.errors import CaptureFailed
+from trapd.metadata import CaptureInfo, StationInfo, build_exif, build_xmp, local_time, tag_jpeg
+from trapd.motion import MotionFilter
+from trapd.storage import EventRecord, FrameRecord, Store
+from trapd.trigger import PirTrigger, Trigger
+
+log = logging.getLogger(__name__)
+
+NS = 1_000_000_000
+CAPTURE_METHOD = {"pir": "activityDetection", "manual": "activityDetection", "timer": "timeLapse"}
+
+
+@dataclass(frozen=True)
+class FrameOutcome:
+    sensor_timestamp_ns: int
+    score: float
+    kept: bool
+    pre_trigger: bool
+    file: str | None
+
+
+@dataclass
+class EventReport:
+    event_id: str
+    trigger: str
+    trigger_ns: int
+    frames: list[FrameOutcome] = field(default_factory=list)
+    note: str | None = None
+
+    def line(self) -> str:
+        kept = sum(f.kept for f in self.frames)
+        saved = sum(f.file is not None for f in self.frames)
+        text = (f"event {self.event_id} {self.trigger}: {len(self.frames)} frames, "
+                f"{kept} kept, {saved} saved")
+        return text + (f" ({self.note})" if self.note else "")
+
+
+class _Event:
+    """Bookkeeping for the event in progress."""
+
+    def __init__(self, record: EventRecord, trigger: Trigger, frames_due: int) -> None:
+        self.record = record
+        self.trigger = trigger
+        self.frames_due = frames_due
+        self.next_frame_ns = trigger.t_monotonic_ns
+        self.sequence = 0
+        self.report = EventReport(record.event_id, trigger.source, trigger.t_monotonic_ns)
+
+
+class Trap:
+    def __init__(self, config: Config, camera: Camera, pir: PirTrigger, store: Store,
+                 clock: Clock, station: StationInfo,
+                 on_event: Callable[[EventReport], None] | None = None) -> None:
+        self.camera = camera
+        self.pir = pir
+        self.store = store
+        self.clock = clock
+        self.on_event = on_event
+        self._event: _Event | None = None
+        self._quiet_until_ns = 0
+        self._apply(config, station)
+
+    def _apply(self, config: Config, station: StationInfo) -> None:
+        self.config = config
+        self.station = station
+        self.filter = MotionFilter(config.filter)
+        burst = config.burst
+        self._ring = FrameRing(burst.pre_trigger_frames,
+                               burst.pre_trigger_frames + config.filter.background_frames,
+                               config.hardware.camera.lores_size)
+
+    def reconfigure(self, config: Config, station: StationInfo) -> None:
+        """Take a new config between events (SIGHUP). Pins and camera modes
+        need a restart; everything else applies from the next event."""
+        if config.hardware != self.config.hardware:
+            log.warning("hardware settings changed: they take effect at the next restart")
+            config = dataclasses.replace(config, hardware=self.config.hardware)
+        self._ring.clear()
+        self._apply(config, station)
+
+    @property
+    def in_event(self) -> bool:
+        return self._event is not None
+
+    def step(self) -> None:
+        """Take one frame and move the pipeline on."""
+        try:
+            frame = self.camera.next_frame()
+        except CaptureFailed as exc:
+            self._camera_failed(str(exc))
+            return
+        trigger = self._next_trigger()
+        if self._event is None and trigger is not None:
+            if frame.sensor_timestamp_ns < trigger.t_monotonic_ns:
+                self._ring.push(frame)
+                frame = None
+            self._start_event(trigger)
+        elif self._event is not None and trigger is not None:
+            self._extend(trigger)
+        if frame is None:
+            return
+        if self._event is None:
+            self._ring.push(frame)
+        else:
+            self._event_frame(frame)
+
+    def finish(self) -> None:
+        """Close the event in flight (SIGTERM: finish it, then stop)."""
+        while self._event is not None:
+            self.step()
+
+    def close(self) -> None:
+        self._ring.clear()
+
+    # -- triggers ---------------------------------------------------------
+    def _next_trigger(self) -> Trigger | None:
+        while (trigger := self.pir.get()) is not None:
+            if trigger.t_monotonic_ns >= self._quiet_until_ns:
+                return trigger
+            log.debug("PIR edge in the quiet period after an event: ignored")
+        return None
+
+    def _start_event(self, trigger: Trigger) -> None:
+        record = self.store.open_event(self.station.station_id, self.station.deployment_id,
+                                       trigger.source, trigger.t_monotonic_ns, trigger.t_wall_ns)
+        self._event = _Event(record, trigger, self.config.burst.frames)
+        pre_trigger = self._ring.take_before(trigger.t_monotonic_ns)
+        first_ns = pre_trigger[0].sensor_timestamp_ns if pre_trigger else trigger.t_monotonic_ns
+        self.filter.set_background(self._ring.lores_before(first_ns)
+                                   or self._ring.lores_before(trigger.t_monotonic_ns))
+        for frame in pre_trigger:
+            self._store_frame(frame, pre_trigger=True)
+
+    def _extend(self, trigger: Trigger) -> None:
+        event = self._event
+        event.frames_due = self.config.burst.frames
+        event.next_frame_ns = min(event.next_frame_ns, trigger.t_monotonic_ns)
+
+    # -- frames -----------------------------------------------------------
+    def _event_frame(self, frame: Frame) -> None:
+        event = self._event
+        if frame.sensor_timestamp_ns - event.trigger.t_monotonic_ns >= self.config.trigger.max_event_s * NS:
+            self._ring.push(frame)
+            self._end_event()
+            return
+        if frame.sensor_timestamp_ns < event.next_frame_ns or event.frames_due <= 0:
+            self._ring.push(frame)
+            return
+        self._store_frame(frame, pre_trigger=False)
+        event.frames_due -= 1
+        event.next_frame_ns = frame.sensor_timestamp_ns + self._interval_ns()
+        if event.frames_due == 0:
+            if self.pir.is_active:
+                event.frames_due = self.config.burst.frames
+            else:
+                self._end_event()
+
+    def _interval_ns(self) -> int:
+        # Half a frame of slack so a 0.5 s interval at 10 fps takes every 5th frame.
+        half_frame = int(NS / self.config.hardware.camera.frame_rate / 2)
+        return max(0, int(self.config.burst.interval_s * NS) - half_frame)
+
+    def _store_frame(self, frame: Frame, pre_trigger: bool) -> None:
+        event = self._event
+        event.sequence += 1
+        result = self.filter.score(frame.lores_y)
+        keep = result.keep or (self.config.filter.keep_first_post_trigger and not pre_trigger
+                               and not any(not f.pre_trigger for f in event.report.frames))
+        record = FrameRecord(
+            event_number=event.record.number, sequence=event.sequence,
+            sensor_timestamp_ns=frame.sensor_timestamp_ns, capture_wall_ns=frame.wall_ns,
+            pre_trigger=pre_trigger, score=result.score, kept=keep,
+            media_id=uuid.uuid4().hex, metadata=_frame_metadata(frame.metadata, result))
+        jpeg = self._tagged_jpeg(frame, record) if keep else None
+        frame.release()
+        file = self.store.add_frame(record, jpeg, self._file_name(record) if keep else None)
+        event.report.frames.append(FrameOutcome(frame.sensor_timestamp_ns, result.score, keep,
+                                                pre_trigger, file))
+
+    def _tagged_jpeg(self, frame: Frame, record: FrameRecord) -> bytes:
+        event = self._event
+        m = frame.metadata
+        w, h = frame.main_size
+        capture = CaptureInfo(
+            wall_time_ns=record.capture_wall_ns, media_id=record.media_id,
+            event_id=event.record.event_id, event_number=event.record.number,
+            sequence=record.sequence, event_length=event.sequence + max(event.frames_due - 1, 0),
+            capture_method=CAPTURE_METHOD.get(event.trigger.source, "activityDetection"),
+            trigger_source=event.trigger.source, motion_score=round(record.score, 5),
+            width=w, height=h, exposure_time_us=m.get("ExposureTime"),
+            analogue_gain=m.get("AnalogueGain"), digital_gain=m.get("DigitalGain"),
+            lux=m.get("Lux"))
+        jpeg = frame.encode_jpeg(self.config.storage.jpeg_quality)
+        return tag_jpeg(jpeg, build_exif(self.station, capture), build_xmp(self.station, capture))
+
+    def _file_name(self, record: FrameRecord) -> str:
+        when = local_time(record.capture_wall_ns, self.station.utc_offset)
+        name = (f"{self.station.station_id}_{when:%Y%m%d_%H%M%S}_"
+                f"E{record.event_number:06d}_{record.sequence:02d}.jpg")
+        return f"{when:%Y-%m-%d}/{name}"
+
+    def _end_event(self, note: str | None = None) -> None:
+        event, self._event = self._event, None
+        event.report.note = note
+        self.store.close_event(event.record, self.clock.wall_ns(), note)
+        self._quiet_until_ns = self.clock.monotonic_ns() + int(self.config.trigger.quiet_period_s * NS)
+        log.info(event.report.line())
+        if self.on_event:
+            self.on_event(event.report)
+
+    def _camera_failed(self, why: str) -> None:
+        self._ring.clear()
+        if self._event is not None:
+            self._end_event(f"camera error: {why}")
+
+
+def _frame_metadata(metadata: dict, result) -> dict:
+    keys = ("ExposureTime", "AnalogueGain", "DigitalGain", "Lux", "ColourTemperature",
+            "SensorTemperature")
+    out = {k: metadata[k] for k in keys if k in metadata}
+    out.update(changed_fraction=round(result.changed_fraction, 5), light_change=result.light_change,
+               bbox=result.bbox)
+    return out

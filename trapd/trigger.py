@@ -1,0 +1,68 @@
+"""Trigger stage: PIR edges in, timestamped `Trigger`s out.
+
+The PIR is a gpiozero `DigitalInputDevice` with edge callbacks, not
+`MotionSensor`, whose 10 Hz polling adds 0-100 ms and drops short pulses.
+The callback runs on the pin factory's thread (lgpio's single FIFO thread on a
+Pi, the caller's thread under MockFactory); it only timestamps the edge and
+puts it on a queue, so it never blocks other GPIO events.
+"""
+
+from __future__ import annotations
+
+import queue
+from dataclasses import dataclass
+
+from gpiozero import DigitalInputDevice
+from gpiozero.exc import GPIOZeroError
+
+from trapd.clock import Clock
+from trapd.errors import GpioUnavailable
+
+PIR = "pir"
+TIMER = "timer"
+MANUAL = "manual"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    source: str
+    t_monotonic_ns: int
+    t_wall_ns: int
+
+
+class PirTrigger:
+    """Owns the PIR input. `get()` hands out triggers in edge order."""
+
+    def __init__(self, pin: int, clock: Clock, pin_factory=None) -> None:
+        self._clock = clock
+        self._triggers: queue.SimpleQueue[Trigger] = queue.SimpleQueue()
+        try:
+            self._device = DigitalInputDevice(
+                pin, pull_up=False, bounce_time=None, pin_factory=pin_factory
+            )
+        except (GPIOZeroError, OSError, RuntimeError) as exc:
+            raise GpioUnavailable(f"cannot open the PIR on GPIO{pin}: {exc}") from exc
+        self._device.when_activated = self._on_rising_edge
+        if self._device.is_active:
+            # gpiozero fires only on edges: an animal already in front of the
+            # sensor at start-up would otherwise go unrecorded.
+            self._on_rising_edge()
+
+    @property
+    def is_active(self) -> bool:
+        return bool(self._device.is_active)
+
+    def _on_rising_edge(self) -> None:
+        self._triggers.put(Trigger(PIR, self._clock.monotonic_ns(), self._clock.wall_ns()))
+
+    def get(self, timeout_s: float | None = 0) -> Trigger | None:
+        """Next trigger, or None if none arrives within `timeout_s` (0 = poll)."""
+        try:
+            if not timeout_s:
+                return self._triggers.get_nowait()
+            return self._triggers.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        self._device.close()
