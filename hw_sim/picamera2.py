@@ -49,6 +49,7 @@ Simulated, as the real camera does it
   date from the rig clock's wall time. Its quirks come along: the format comes from
   ``format`` or from a *str* path's extension; a BytesIO needs format="jpeg"; a pathlib.Path
   goes through PIL and gets no EXIF.
+- Picamera2.options starts empty, as in picamera2's source (so read it with .get()).
 - faults (CameraRig): open failures, a busy camera (second open), hang, timeouts, unplug.
 
 Not simulated
@@ -65,7 +66,8 @@ Not simulated
   closes the camera (close cancels the job: CancelledError). With virtual time and a single
   thread that is forever, exactly like the real camera after a frontend timeout.
 - Platform rules follow VC4 (Pi 4) where Pi 4 and Pi 5 differ (lores must be YUV).
-- Camera.options starts empty, as in picamera2's source; saving uses .get("quality", 90).
+- Mode switches are instant (a Pi takes a few hundred ms); the first frame after start()
+  arrives one frame period later.
 """
 
 from __future__ import annotations
@@ -1290,7 +1292,8 @@ class CameraRig:
     """One simulated camera module on a CSI port, watching `scene` on `clock`.
 
     Pass ``rig.picamera2_class`` to the firmware; inject faults through the rig.
-    ``frames_delivered`` counts frames that reached a buffer (on every camera of the rig).
+    ``cameras`` lists every Picamera2 opened from the rig (closed ones too);
+    ``frames_delivered`` counts frames that reached a buffer, on all of them.
     """
 
     def __init__(self, scene: Scene, clock, *, model: str = "imx477",

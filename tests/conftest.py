@@ -6,13 +6,20 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 import yaml
 from gpiozero.pins.mock import MockFactory
 
+from hw_sim.picamera2 import CameraRig
+from hw_sim.pir import PirOutputPin
+from hw_sim.scenario import Conditions, Scenario
+from hw_sim.scene import Scene
+from trapd.clock import VirtualClock
 from trapd.config import DEFAULT_CONFIG_PATH, Config, parse_config
+from trapd.daemon import Hardware, build_trap, close_trap
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -78,3 +85,52 @@ def mock_factory():
     finally:
         factory.reset()
         factory.close()
+
+
+NS = 1_000_000_000
+
+
+class Bench:
+    """A trap on simulated hardware, driven step by step in virtual time."""
+
+    def __init__(self, tmp_path, overrides=None, animals=()):
+        self.config = make_config(tmp_path, overrides)
+        morning = datetime(2026, 11, 26, 6, tzinfo=timezone.utc)
+        self.clock = VirtualClock(start_wall_ns=int(morning.timestamp() * NS))
+        scenario = Scenario(name="bench", duration_s=600, seed=3, start_time=morning,
+                            conditions=(Conditions(0, "day", 0.0),), animals=tuple(animals))
+        self.scene = Scene(scenario, self.clock.monotonic_ns())
+        self.rig = CameraRig(self.scene, self.clock)
+        self.factory = MockFactory()
+        self.pin = self.factory.pin(self.config.hardware.pir_pin, pin_class=PirOutputPin)
+        self.events = []
+        self.hardware = Hardware(self.rig.picamera2_class, self.factory, self.clock)
+        self.trap = build_trap(self.config, self.hardware, on_event=self.events.append)
+
+    def run_for(self, seconds):
+        end = self.clock.monotonic_ns() + int(seconds * NS)
+        while self.clock.monotonic_ns() < end:
+            self.trap.step()
+
+    def pir_pulse_at(self, delay_s, length_s=0.5):
+        now = self.clock.monotonic_ns()
+        self.clock.call_at(now + int(delay_s * NS), self.pin.drive_high)
+        self.clock.call_at(now + int((delay_s + length_s) * NS), self.pin.drive_low)
+        return now + int(delay_s * NS)
+
+    def close(self):
+        close_trap(self.trap)
+        self.factory.close()
+
+
+@pytest.fixture
+def bench(tmp_path):
+    benches = []
+
+    def make(overrides=None, animals=()):
+        benches.append(Bench(tmp_path, overrides, animals))
+        return benches[-1]
+
+    yield make
+    for b in benches:
+        b.close()

@@ -3,66 +3,9 @@ extend them, camera faults are survived and logged."""
 
 import logging
 import threading
-from datetime import datetime, timezone
 
-import pytest
-from gpiozero.pins.mock import MockFactory
-
-from conftest import make_config
-from hw_sim.picamera2 import CameraRig
-from hw_sim.pir import PirOutputPin
-from hw_sim.scenario import AnimalPass, Conditions, Scenario
-from hw_sim.scene import Scene
-from trapd.clock import VirtualClock
-from trapd.daemon import Hardware, build_trap, close_trap
-
-NS = 1_000_000_000
-
-
-class Bench:
-    """A trap on simulated hardware, driven step by step in virtual time."""
-
-    def __init__(self, tmp_path, overrides=None, animals=()):
-        self.config = make_config(tmp_path, overrides)
-        self.clock = VirtualClock(start_wall_ns=int(datetime(2026, 11, 26, 6, tzinfo=timezone.utc).timestamp() * NS))
-        scenario = Scenario(name="bench", duration_s=600, seed=3,
-                            start_time=datetime(2026, 11, 26, 6, tzinfo=timezone.utc),
-                            conditions=(Conditions(0, "day", 0.0),), animals=tuple(animals))
-        self.scene = Scene(scenario, self.clock.monotonic_ns())
-        self.rig = CameraRig(self.scene, self.clock)
-        self.factory = MockFactory()
-        self.pin = self.factory.pin(self.config.hardware.pir_pin, pin_class=PirOutputPin)
-        self.events = []
-        self.trap = build_trap(self.config, Hardware(self.rig.picamera2_class, self.factory, self.clock),
-                               on_event=self.events.append)
-
-    def run_for(self, seconds):
-        end = self.clock.monotonic_ns() + int(seconds * NS)
-        while self.clock.monotonic_ns() < end:
-            self.trap.step()
-
-    def pir_pulse_at(self, delay_s, length_s=0.5):
-        now = self.clock.monotonic_ns()
-        self.clock.call_at(now + int(delay_s * NS), self.pin.drive_high)
-        self.clock.call_at(now + int((delay_s + length_s) * NS), self.pin.drive_low)
-        return now + int(delay_s * NS)
-
-    def close(self):
-        close_trap(self.trap)
-        self.factory.close()
-
-
-@pytest.fixture
-def bench(tmp_path):
-    benches = []
-
-    def make(overrides=None, animals=()):
-        benches.append(Bench(tmp_path, overrides, animals))
-        return benches[-1]
-
-    yield make
-    for b in benches:
-        b.close()
+from conftest import NS
+from hw_sim.scenario import AnimalPass
 
 
 def test_a_pir_edge_makes_one_event_with_pre_trigger_and_burst_frames(bench):
