@@ -40,6 +40,7 @@ class MotionFilter:
     def __init__(self, config: FilterConfig) -> None:
         self.config = config
         self._background: np.ndarray | None = None
+        self._background_cdf: np.ndarray | None = None
 
     @property
     def has_background(self) -> bool:
@@ -53,12 +54,14 @@ class MotionFilter:
             return
         stack = np.stack([self._smooth(f) for f in lores_frames])
         self._background = np.median(stack, axis=0).astype(np.uint8)
+        self._background_cdf = _cdf(self._background)
 
     def score(self, lores_y: np.ndarray) -> MotionResult:
-        current = self._smooth(lores_y).astype(np.float32)
+        smoothed = self._smooth(lores_y)
         if self._background is None:
             return MotionResult(0.0, not self.config.enabled, None, 0.0, False)
-        background = _match_histogram(self._background, current)
+        background = _relit(self._background, self._background_cdf, _cdf(smoothed))
+        current = smoothed.astype(np.float32)
         changed = (np.abs(current - background) > self.config.pixel_threshold).astype(np.uint8)
         changed_fraction = float(changed.mean())
         if changed_fraction > self.config.light_change_fraction and \
@@ -74,14 +77,19 @@ class MotionFilter:
         return cv2.GaussianBlur(lores_y, (k, k), 0)
 
 
-def _match_histogram(background: np.ndarray, current: np.ndarray) -> np.ndarray:
+LEVELS = np.arange(256, dtype=np.float32)
+
+
+def _cdf(image: np.ndarray) -> np.ndarray:
+    return np.cumsum(np.bincount(image.ravel(), minlength=256)) / image.size
+
+
+def _relit(background: np.ndarray, background_cdf: np.ndarray, current_cdf: np.ndarray) -> np.ndarray:
     """The background as it would look under the current frame's light: each
-    level mapped to the level at the same rank in the current frame. An
-    animal covers too little of the frame to move the ranks much."""
-    bins = np.arange(257)
-    background_cdf = np.cumsum(np.histogram(background, bins)[0]) / background.size
-    current_cdf = np.cumsum(np.histogram(current, bins)[0]) / current.size
-    lookup = np.interp(background_cdf, current_cdf, bins[:-1]).astype(np.float32)
+    level mapped to the level at the same rank in the current frame
+    (histogram matching). An animal covers too little of the frame to move
+    the ranks much."""
+    lookup = np.interp(background_cdf, current_cdf, LEVELS).astype(np.float32)
     return lookup[background]
 
 

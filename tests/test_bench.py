@@ -1,0 +1,13 @@
+"""Benchmarks run in CI on a few frames so they cannot rot (no timing asserted)."""
+
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_filter_cost_bench_prints_its_table_with_the_baseline():
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "filter_cost.py"), "--frames", "12"],
+                            capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "baseline" in result.stdout and "trapd MotionFilter.score" in result.stdout
