@@ -51,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(DEFAULT_CONFIG_PATH)
     frames = lores_frames(args.scenario, args.frames, config.hardware.camera.lores_size)
-    motion = MotionFilter(config.filter)
+    motion = MotionFilter(config.filter, config.hardware.camera)
     motion.set_background(frames[: config.filter.background_frames])
 
     baseline = median_ms(picamera2_example_score, frames)

@@ -78,7 +78,7 @@ class SimRun:
 
 def run_scenario(scenario: Scenario, config: Config, storage_root: str | None = None,
                  realtime: bool = False,
-                 on_event: Callable[[EventReport], None] | None = None) -> SimRun:
+                 on_event: Callable[[EventReport], None] | None = None, debug=None) -> SimRun:
     clock = RealtimeClock() if realtime else VirtualClock(
         start_wall_ns=int(scenario.start_time.timestamp() * NS))
     start_ns = clock.monotonic_ns()
@@ -94,7 +94,7 @@ def run_scenario(scenario: Scenario, config: Config, storage_root: str | None = 
             on_event(event)
 
     trap = build_trap(config, Hardware(rig.picamera2_class, pin_factory, clock),
-                      storage_root, record)
+                      storage_root, record, debug)
     PirModel(scenario.pir, scenario.animals, pir_pin, clock, start_ns).schedule()
     end_ns = start_ns + int(scenario.duration_s * NS)
     try:

@@ -29,6 +29,7 @@ class Conditions:
     from_s: float
     light: str = "day"        # day | night (IR lamp on)
     wind: float = 0.2         # 0 calm .. 1 gale
+    rain: float = 0.0         # 0 dry .. 1 downpour (or snow): streaks in every frame
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,9 @@ VISIBLE_SHARE_FOR_TRUTH = 0.25
 AE_TIME_CONSTANT_S = 0.6      # how fast the simulated auto-exposure follows a light change
 NOISE_BANK = 4
 
+# Under an 850 nm lamp fur reflects strongly: mammals show light grey against
+# darker leaf litter (before the IR conversion's scaling).
+IR_FUR_BGR = (200, 200, 200)
 SPECIES_LOOK = {
     # body colour (BGR, by day), spot colour or None
     "leopard": ((70, 140, 200), (30, 40, 50)),
@@ -45,6 +48,7 @@ class Light:
     night: bool
     level: float      # scene radiance relative to full sun (day) or lamp (night)
     wind: float       # 0 calm .. 1 gale
+    rain: float       # 0 dry .. 1 downpour
 
 
 class Scene:
@@ -66,7 +70,8 @@ class Scene:
     def light(self, t_ns: int) -> Light:
         s = self.seconds(t_ns)
         conditions = self.scenario.conditions_at(s)
-        return Light(conditions.light == "night", self.scenario.light_level_at(s), conditions.wind)
+        return Light(conditions.light == "night", self.scenario.light_level_at(s), conditions.wind,
+                     conditions.rain)
 
     def exposure_gain(self, t_ns: int) -> float:
         """Brightness after auto-exposure: a sudden light change shows at
@@ -102,7 +107,9 @@ class Scene:
         frame = _ground_texture(w, h, self._seed).copy()
         self._draw_vegetation(frame, s, light.wind)
         for animal in self.scenario.animals:
-            _draw_animal(frame, animal, s)
+            _draw_animal(frame, animal, s, light.night)
+        if light.rain:
+            _draw_rain(frame, light.rain, t_ns)
         image = frame.astype(np.float32)
         if light.night:
             image = np.repeat(_as_infrared(image), 3, axis=2)
@@ -134,12 +141,14 @@ def _visible_share(animal: AnimalPass, s: float) -> float:
     return visible / ((x1 - x0) * (y1 - y0))
 
 
-def _draw_animal(frame: np.ndarray, animal: AnimalPass, s: float) -> None:
+def _draw_animal(frame: np.ndarray, animal: AnimalPass, s: float, night: bool) -> None:
     box = animal.box_at(s)
     if box is None:
         return
     h, w = frame.shape[:2]
     colour, spots = SPECIES_LOOK.get(animal.species, SPECIES_LOOK["deer"])
+    if night:
+        colour = IR_FUR_BGR
     x0, y0, x1, y1 = box[0] * w, box[1] * h, box[2] * w, box[3] * h
     bw, bh = x1 - x0, y1 - y0
     centre = (int((x0 + x1) / 2), int(y0 + bh * 0.45))
@@ -157,6 +166,18 @@ def _draw_animal(frame: np.ndarray, animal: AnimalPass, s: float) -> None:
         for sx, sy in rng.uniform(-0.8, 0.8, size=(14, 2)):
             spot = (int(centre[0] + sx * axes[0] * 0.8), int(centre[1] + sy * axes[1] * 0.7))
             cv2.circle(frame, spot, max(1, int(bh * 0.03)), spots, -1, cv2.LINE_AA)
+
+
+def _draw_rain(frame: np.ndarray, rain: float, t_ns: int) -> None:
+    """Drops near the lens: short bright streaks, new ones every frame."""
+    h, w = frame.shape[:2]
+    rng = np.random.default_rng(t_ns % 2**32)
+    count = int(rain * 400)
+    xs, ys = rng.uniform(0, w, count), rng.uniform(0, h, count)
+    length, width = 0.02 * h, max(1, w // 640)
+    for x, y in zip(xs, ys):
+        cv2.line(frame, (int(x), int(y)), (int(x + length * 0.15), int(y + length)),
+                 (200, 200, 200), width, cv2.LINE_AA)
 
 
 def _as_infrared(image: np.ndarray) -> np.ndarray:

@@ -1,87 +1,157 @@
-"""The filter on synthetic lores frames: what it keeps and what it drops."""
+"""The filter on constructed lores frames: each case a thing a trap meets."""
 
+import cv2
 import numpy as np
 import pytest
 
-from trapd.config import FilterConfig
-from trapd.motion import MotionFilter
+from trapd.config import CameraConfig, FilterConfig
+from trapd.motion import MotionFilter, min_blob_fraction, smallest_animal_px
 
-H, W = 240, 320
+W, H = 320, 240
+CAMERA = CameraConfig()
 
 
-def textured_scene(seed: int = 1) -> np.ndarray:
+def ground(seed: int = 1) -> np.ndarray:
+    """Leaf litter: smooth texture at a few scales."""
     rng = np.random.default_rng(seed)
-    small = rng.integers(40, 200, size=(24, 32)).astype(np.uint8)
-    import cv2
-    return cv2.resize(small, (W, H), interpolation=cv2.INTER_CUBIC)
+    texture = np.zeros((H, W), np.float32)
+    for cells, weight in ((8, 40), (32, 20)):
+        small = rng.normal(0, 1, (cells * 3 // 4, cells)).astype(np.float32)
+        texture += weight * cv2.resize(small, (W, H), interpolation=cv2.INTER_CUBIC)
+    return np.clip(110 + texture, 0, 255).astype(np.uint8)
 
 
-def noisy(frame: np.ndarray, seed: int) -> np.ndarray:
+def grain(frame: np.ndarray, seed: int, sigma: float = 2.0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return np.clip(frame + rng.normal(0, 2, frame.shape), 0, 255).astype(np.uint8)
+    return np.clip(frame + rng.normal(0, sigma, frame.shape), 0, 255).astype(np.uint8)
 
 
-@pytest.fixture
-def motion_filter():
-    f = MotionFilter(FilterConfig())
-    background = textured_scene()
-    f.set_background([noisy(background, s) for s in range(4)])
-    return f, background
-
-
-def with_animal(frame: np.ndarray, x: int, y: int, w: int, h: int, value: int = 230) -> np.ndarray:
+def with_body(frame, x, y, w, h, value=200):
     out = frame.copy()
-    out[y:y + h, x:x + w] = value
+    cv2.ellipse(out, (x + w // 2, y + h // 2), (w // 2, h // 2), 0, 0, 360, int(value), -1)
     return out
 
 
-def test_an_animal_sized_blob_is_kept_with_its_box(motion_filter):
-    f, background = motion_filter
-    result = f.score(noisy(with_animal(background, 100, 120, 40, 25), 9))
+def with_branch(frame, sway_px):
+    out = frame.copy()
+    cv2.line(out, (250 + sway_px, 20), (200 + sway_px, 150), 40, 6)
+    cv2.ellipse(out, (250 + sway_px, 40), (30, 14), 20, 0, 360, 60, -1)
+    return out
+
+
+def make_filter(background, **settings):
+    motion = MotionFilter(FilterConfig(**settings), CAMERA)
+    motion.set_background(background)
+    return motion
+
+
+@pytest.fixture
+def scene():
+    return ground()
+
+
+@pytest.fixture
+def still(scene):
+    return make_filter([grain(scene, s) for s in range(6)])
+
+
+def test_an_animal_is_kept_and_boxed(still, scene):
+    result = still.score(grain(with_body(scene, 100, 120, 50, 30), 9))
     assert result.keep
     x, y, w, h = result.bbox
-    assert abs(x - 100) <= 4 and abs(y - 120) <= 4 and abs(w - 40) <= 8 and abs(h - 25) <= 8
+    assert 80 <= x + w / 2 <= 150 and 110 <= y + h / 2 <= 160
 
 
-def test_sensor_noise_alone_is_dropped(motion_filter):
-    f, background = motion_filter
-    assert not f.score(noisy(background, 42)).keep
+def test_sensor_grain_alone_is_dropped(still, scene):
+    assert not still.score(grain(scene, 42)).keep
 
 
-@pytest.mark.parametrize("gain", [0.5, 1.6])
-def test_a_whole_frame_light_change_is_not_motion(motion_filter, gain):
-    f, background = motion_filter
-    relit = np.clip(background.astype(np.float32) * gain, 0, 255).astype(np.uint8)
-    result = f.score(noisy(relit, 3))
-    assert not result.keep
+@pytest.mark.parametrize("gain", [0.45, 1.7])
+def test_a_whole_frame_light_step_is_not_motion(still, scene, gain):
+    relit = np.clip(scene.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+    assert not still.score(grain(relit, 3)).keep
 
 
-def test_a_uniform_brightness_step_does_not_wrap_around(motion_filter):
-    """The picamera2 example's uint8 subtraction scores +16 everywhere as 0 and
-    a dark animal on a bright patch as a tiny change; ours sees the animal."""
-    f, background = motion_filter
-    dark_animal = with_animal(background, 150, 100, 40, 30, value=5)
-    assert f.score(noisy(dark_animal, 4)).keep
+def test_a_light_step_rebases_the_background(still, scene):
+    dim = (scene * 0.5).astype(np.uint8)
+    still.score(grain(dim, 3))
+    assert not still.score(grain(dim, 4)).keep
+    assert still.score(grain(with_body(dim, 60, 100, 50, 30, value=160), 5)).keep
 
 
-def test_an_animal_filling_the_frame_is_not_taken_for_a_light_change(motion_filter):
-    f, _ = motion_filter
-    close_up = textured_scene(seed=77)      # fur at the lens: new structure everywhere
-    result = f.score(close_up)
+def test_the_ir_lamp_beam_pattern_switching_is_not_motion(still, scene):
+    ys, xs = np.mgrid[0:H, 0:W]
+    beam = np.clip(1.15 - ((xs / W - 0.5) ** 2 + (ys / H - 0.5) ** 2) * 2.2, 0.35, 1.0)
+    lamp_on = np.clip(scene * beam, 0, 255).astype(np.uint8)
+    assert not still.score(grain(lamp_on, 7)).keep
+
+
+def test_a_dark_animal_on_bright_ground_does_not_wrap_around(still, scene):
+    """The picamera2 example's uint8 subtraction wraps around; ours sees it."""
+    assert still.score(grain(with_body(scene, 150, 100, 50, 30, value=5), 4)).keep
+
+
+def test_an_animal_at_the_lens_is_not_taken_for_a_light_change(still):
+    close_up = ground(seed=77)           # fur filling the view: new structure everywhere
+    result = still.score(close_up)
     assert result.keep and not result.light_change
 
 
-def test_isolated_specks_are_despeckled(motion_filter):
-    f, background = motion_filter
-    specks = background.copy()
-    rng = np.random.default_rng(5)
-    ys, xs = rng.integers(0, H, 200), rng.integers(0, W, 200)
-    specks[ys, xs] = 255 - specks[ys, xs]
-    assert not f.score(specks).keep
+def test_a_swaying_branch_is_dropped(scene):
+    background = [grain(with_branch(scene, sway), s) for s, sway in enumerate((-8, -3, 4, 8, 2, -6))]
+    motion = make_filter(background)
+    assert not motion.score(grain(with_branch(scene, 6), 11)).keep
+    assert motion.score(grain(with_body(with_branch(scene, 6), 40, 150, 50, 30), 12)).keep
 
 
-def test_with_the_filter_disabled_every_frame_is_kept(motion_filter):
-    _, background = motion_filter
-    f = MotionFilter(FilterConfig(enabled=False))
-    f.set_background([background])
-    assert f.score(background).keep
+def rain(frame, seed, drops=150):
+    out = frame.copy()
+    for x, y in np.random.default_rng(seed).integers(0, [W, H], size=(drops, 2)):
+        cv2.line(out, (int(x), int(y)), (int(x) + 1, int(y) + 5), 230, 1)
+    return out
+
+
+def test_in_steady_rain_new_drops_are_ignored_and_animals_kept(scene):
+    motion = make_filter([grain(rain(scene, 100 + s), s) for s in range(6)])
+    assert not motion.score(grain(rain(scene, 6), 6)).keep
+    assert motion.score(grain(rain(with_body(scene, 100, 120, 50, 30), 7), 7)).keep
+
+
+def test_a_masked_area_never_counts(scene):
+    background = [grain(scene, s) for s in range(6)]
+    road = ((0.0, 0.6), (1.0, 0.6), (1.0, 0.9), (0.0, 0.9))   # a track across the lower view
+    motion = make_filter(background, masks=(road,))
+    assert not motion.score(grain(with_body(scene, 100, 160, 60, 40), 7)).keep
+    assert motion.score(grain(with_body(scene, 100, 60, 60, 40), 8)).keep
+
+
+def test_a_slow_large_animal_that_walked_in_before_the_trigger_is_kept(scene):
+    """It shows in the newest background frames; it must not hide itself."""
+    background = [grain(scene, s) for s in range(4)]
+    background += [grain(with_body(scene, 0, 100, 60 + 10 * i, 60), 10 + i) for i in range(2)]
+    motion = make_filter(background)
+    assert motion.score(grain(with_body(scene, 0, 100, 90, 60), 20)).keep
+
+
+def test_a_fast_small_animal_at_the_set_distance_is_kept(scene):
+    w, h = smallest_animal_px(FilterConfig(), CAMERA)
+    motion = make_filter([grain(scene, s) for s in range(6)])
+    hare = with_body(scene, 200, 180, int(round(w)), int(round(h)) + 1, value=190)
+    assert motion.score(grain(hare, 30)).keep
+
+
+def test_without_a_view_of_the_empty_scene_every_frame_is_kept(scene):
+    assert MotionFilter(FilterConfig(), CAMERA).score(scene).keep
+
+
+def test_with_the_filter_disabled_every_frame_is_kept(scene):
+    assert make_filter([scene], enabled=False).score(scene).keep
+
+
+def test_sensitivity_follows_animal_size_and_distance():
+    hare_far = min_blob_fraction(FilterConfig(min_animal_length_m=0.4, max_distance_m=10), CAMERA)
+    hare_near = min_blob_fraction(FilterConfig(min_animal_length_m=0.4, max_distance_m=5), CAMERA)
+    leopard_far = min_blob_fraction(FilterConfig(min_animal_length_m=1.2, max_distance_m=10), CAMERA)
+    assert hare_far < hare_near and hare_far < leopard_far
+    assert hare_near == pytest.approx(4 * hare_far)
+    assert min_blob_fraction(FilterConfig(min_blob_fraction=0.01), CAMERA) == 0.01

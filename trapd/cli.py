@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_location_options(sim)
     sim.add_argument("--realtime", action="store_true", help="run at wall-clock pace")
     sim.add_argument("--report", help="write the scored run as JSON to this file")
+    sim.add_argument("--debug-dir", help="write the filter's view of every event frame as PNGs")
 
     check = commands.add_parser("check-config", help="validate a config.yaml, listing every problem")
     check.add_argument("path", nargs="?", help="config file (default: the shipped one)")
@@ -42,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="images and events in the queue, free space")
     _add_location_options(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    evaluate = commands.add_parser("eval-filter", help="measure the empty-frame filter on a labelled manifest")
+    evaluate.add_argument("manifest", help="CSV: file,sequence_id,frame_index,label[,role]")
+    evaluate.add_argument("--config", help="config.yaml whose filter settings to use")
+    evaluate.add_argument("--json", action="store_true", help="print the full result as JSON")
+    evaluate.add_argument("--debug-dir", help="write a PNG per frame and a contact sheet per sequence")
 
     verify = commands.add_parser("verify", help="check every indexed image and every stored JPEG")
     _add_location_options(verify)
@@ -74,6 +81,7 @@ def _sim(args) -> int:
     from hw_sim.run import run_scenario
     from hw_sim.scenario import ScenarioError, load_scenario
     from trapd.config import load_config
+    from trapd.debug_images import DebugImages
 
     config = load_config(args.config)
     try:
@@ -83,8 +91,9 @@ def _sim(args) -> int:
         return EXIT_PROBLEMS
     logging.getLogger("trapd.trap").setLevel(logging.WARNING)  # the sim prints its own event lines
     print(f"scenario {scenario.name}: {scenario.duration_s:g} s, {len(scenario.animals)} animal passes")
+    debug = DebugImages(args.debug_dir) if args.debug_dir else None
     run = run_scenario(scenario, config, args.storage, args.realtime,
-                       on_event=lambda event: print("  " + event.line()))
+                       on_event=lambda event: print("  " + event.line()), debug=debug)
     report = run.report()
     _print_summary(report)
     if args.report:
@@ -106,6 +115,17 @@ def _print_summary(report: dict) -> None:
 def _check_config(args) -> int:
     from trapd.config import check_config_main
     return check_config_main(args.path)
+
+
+def _eval_filter(args) -> int:
+    from trapd.config import load_config
+    from trapd.debug_images import DebugImages
+    from trapd.evaluate import evaluate, format_report
+
+    debug = DebugImages(args.debug_dir) if args.debug_dir else None
+    report = evaluate(args.manifest, load_config(args.config), debug)
+    print(json.dumps(report, indent=1) if args.json else format_report(report))
+    return EXIT_OK
 
 
 def _open_store(args):
@@ -158,7 +178,7 @@ def _verify(args) -> int:
 
 
 COMMANDS = {"run": _run, "sim": _sim, "check-config": _check_config,
-            "status": _status, "verify": _verify}
+            "status": _status, "verify": _verify, "eval-filter": _eval_filter}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -242,6 +242,33 @@ _DIRECTORY_RULE = _Rule(
 )
 
 
+def _is_fraction(value: Any) -> bool:
+    return _is_number(value) and 0 <= value <= 1
+
+
+def _is_mask(value: Any) -> bool:
+    if isinstance(value, list) and len(value) == 4 and all(_is_fraction(v) for v in value):
+        return value[0] < value[2] and value[1] < value[3]
+    return (isinstance(value, list) and len(value) >= 3
+            and all(isinstance(p, list) and len(p) == 2 and all(_is_fraction(v) for v in p)
+                    for p in value))
+
+
+def _as_polygon(mask: list) -> tuple:
+    if len(mask) == 4 and not isinstance(mask[0], list):
+        x0, y0, x1, y1 = (float(v) for v in mask)
+        return ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
+    return tuple((float(x), float(y)) for x, y in mask)
+
+
+_MASKS_RULE = _Rule(
+    expected=("a list of areas in frame fractions (0 to 1, from the top left): each a rectangle "
+              "[x0, y0, x1, y1] or a polygon [[x, y], [x, y], [x, y], ...]"),
+    is_valid=lambda v: isinstance(v, list) and all(_is_mask(m) for m in v),
+    convert=lambda v: tuple(_as_polygon(m) for m in v),
+)
+
+
 def _setting(rule: _Rule, default: Any = dataclasses.MISSING) -> Any:
     """A dataclass field read from one YAML value; no default = required."""
     return field(default=default, metadata={"rule": rule})
@@ -333,6 +360,8 @@ class CameraConfig(_Section):
     rotation_deg: int = _setting(_integer_choice((0, 180), "degrees"), 0)
     buffer_count: int = _setting(_integer(2, 12, "buffers"), 6)
     capture_timeout_s: float = _setting(_number(0.1, 30, "seconds"), 2.0)
+    # The lens's horizontal field of view (sets how big an animal looks at a distance).
+    horizontal_fov_deg: float = _setting(_number(10, 180, "degrees"), 62.2)
 
     def validate(self) -> list[Problem]:
         main_width, main_height = self.main_size
@@ -392,16 +421,24 @@ class BurstConfig(_Section):
 @dataclass(frozen=True)
 class FilterConfig(_Section):
     enabled: bool = _setting(_flag(), True)  # false = keep every frame
-    # Luma difference counted as change.
-    pixel_threshold: int = _setting(_integer(1, 255), 20)
-    # Largest changed blob, as a fraction of the lores frame area, that counts as motion.
-    min_blob_fraction: float = _setting(_number(0, 1, "(fraction of the frame)"), 0.002)
+    # Sensitivity in field terms: the smallest animal that must be kept, and
+    # how far away; the smallest blob that counts is derived from them.
+    min_animal_length_m: float = _setting(_number(0.05, 5, "metres (body length)"), 0.4)
+    max_distance_m: float = _setting(_number(0.5, 100, "metres"), 10.0)
+    # Overrides the derived value: largest changed blob, as a fraction of the frame.
+    min_blob_fraction: float | None = _setting(
+        _number(0, 1, "(fraction of the frame)", nullable=True), None)
+    # Smallest luma difference counted as change (raised automatically in noisy frames).
+    pixel_threshold: int = _setting(_integer(1, 255), 18)
     blur_px: int = _setting(_integer(1, 31, "pixels", odd=True), 5)
     # Above this fraction of the frame changed at once it is a light change, not motion.
     light_change_fraction: float = _setting(_number(0.05, 1, "(fraction of the frame)"), 0.5)
-    # Lores frames before the trigger averaged into the background.
-    background_frames: int = _setting(_integer(1, 30, "frames"), 4)
-    keep_first_post_trigger: bool = _setting(_flag(), True)
+    # Frames before the trigger (spread over background_window_s) that make the background.
+    background_frames: int = _setting(_integer(1, 30, "frames"), 6)
+    background_window_s: float = _setting(_number(0, 30, "seconds"), 2.0)
+    # Areas never counted as motion: polygons [[x, y], ...] or rectangles [x0, y0, x1, y1].
+    masks: tuple = _setting(_MASKS_RULE, ())
+    keep_first_post_trigger: bool = _setting(_flag(), False)
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ def real_hardware() -> Hardware:
 
 
 def build_trap(config: Config, hardware: Hardware, storage_root: str | None = None,
-               on_event: Callable[[EventReport], None] | None = None) -> Trap:
+               on_event: Callable[[EventReport], None] | None = None, debug=None) -> Trap:
     """Open camera, PIR and queue; close whatever opened if a later one fails."""
     store = Store(storage_root or config.storage.root, config.storage.min_free_mb)
     camera = Camera(hardware.picamera2_class, config.hardware.camera, hardware.clock)
@@ -96,7 +96,7 @@ def build_trap(config: Config, hardware: Hardware, storage_root: str | None = No
         store.close()
         raise
     return Trap(config, camera, pir, store, hardware.clock,
-                station_info(config, camera.model), on_event)
+                station_info(config, camera.model), on_event, debug)
 
 
 def close_trap(trap: Trap) -> None:

@@ -1,30 +1,73 @@
 """Filter stage: is there something in this frame that was not in the background?
 
-Pure numpy/OpenCV on the lores Y plane, no I/O. Steps, in order:
-blur; compensate a global brightness change (exposure, cloud, IR lamp) by
-matching the background's brightness histogram to the frame's, which also
-follows the non-linear part (highlights clipping at 255);
-absolute difference in a signed type (the picamera2 example's uint8
-subtraction wraps around); threshold; despeckle; largest changed blob.
-A frame where most of the picture changed but its structure still matches
-the background is a light change, not an animal.
+Pure numpy/OpenCV on the lores Y plane, no I/O. For each frame, in order:
+
+1. blur away sensor grain;
+2. relight the background to the frame's light by histogram matching, so a
+   cloud, an auto-exposure step or the IR lamp switching does not count
+   (it also follows highlights clipping at 255);
+3. difference in a signed type (the picamera2 example's uint8 subtraction
+   wraps around);
+4. threshold per pixel: at least `pixel_threshold`, raised to several times
+   the frame's own noise (estimated from the difference image, so a noisy
+   night or thermal frame is judged on its noise), and raised further where
+   the background itself moved (vegetation that swayed in the frames before
+   the trigger);
+5. drop masked areas, despeckle (rain, snow, grain), keep the largest blob;
+6. if most of the picture changed yet its structure still matches the
+   background, it is a light change: not motion, and the background is
+   rebased on this frame.
+
+With no background (no frame of the empty scene before the trigger) nothing
+can be judged, and every frame is kept: a lost animal costs more than an
+empty frame.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import cv2
 import numpy as np
 
-from trapd.config import FilterConfig
+from trapd.config import CameraConfig, FilterConfig
 
-# Below this normalised correlation with the background, a frame that changed
-# almost everywhere is taken to show something new (an animal at the lens),
-# not the same scene under other light.
+# A frame that changed almost everywhere but still correlates this well with
+# the background shows the same scene under other light; below it, something
+# new fills the view (an animal at the lens).
 LIGHT_CHANGE_MIN_CORRELATION = 0.8
+# Change must stand this many noise standard deviations above the difference
+# image's own noise (robust estimate: 1.4826 x median absolute difference).
+NOISE_SIGMAS = 4.0
+MAD_TO_SIGMA = 1.4826
+# How much of the background's own per-pixel movement (max deviation over the
+# background frames) is added to the threshold there.
+BACKGROUND_MOTION_WEIGHT = 1.5
 DESPECKLE_KERNEL = np.ones((3, 3), np.uint8)
+# Change is counted in a window this many times the smallest animal's size
+# (and at least MIN_WINDOW_PX), where a walking body's change gathers.
+WINDOW_PER_ANIMAL = 2.0
+MIN_WINDOW_PX = 8
+# A blob counts only if this many of its pixels exceed their threshold by
+# CORE_MARGIN x pixel_threshold.
+CORE_MARGIN = 1.0
+MIN_CORE_PIXELS = 4
+# The frame's own noise may raise the threshold to at most this many times
+# pixel_threshold: beyond that, the "noise" is the scene having changed.
+MAX_NOISE_RAISE = 2.0
+# Flicker or sway seen in the background also protects the pixels around it.
+BACKGROUND_MOTION_SPREAD = np.ones((7, 7), np.uint8)
+# An animal's silhouette is about this high for its body length, and at least
+# this share of it differs from the background (fur against leaf litter).
+SILHOUETTE_HEIGHT_PER_LENGTH = 0.6
+SILHOUETTE_SHARE_CHANGED = 0.5
+LEVELS = np.arange(256, dtype=np.float32)
+# Cells (rows, columns) over which local brightness changes are measured, and
+# the largest local gain followed.
+LOCAL_GAIN_GRID = (6, 8)
+MAX_LOCAL_GAIN = 1.6
 
 
 @dataclass(frozen=True)
@@ -34,50 +77,127 @@ class MotionResult:
     bbox: tuple[int, int, int, int] | None   # x, y, w, h of that blob in lores pixels
     changed_fraction: float
     light_change: bool
+    changed: np.ndarray | None = None        # the despeckled change mask, for debugging
+
+
+def smallest_animal_px(config: FilterConfig, camera: CameraConfig) -> tuple[float, float]:
+    """Width and height, in lores pixels, of the smallest animal of interest
+    at the farthest distance (pinhole camera, the lens's horizontal field of view)."""
+    width, height = camera.lores_size
+    half_width_m = config.max_distance_m * math.tan(math.radians(camera.horizontal_fov_deg) / 2)
+    metres_per_px = 2 * half_width_m / width
+    length_px = config.min_animal_length_m / metres_per_px
+    return length_px, length_px * SILHOUETTE_HEIGHT_PER_LENGTH
+
+
+def min_blob_fraction(config: FilterConfig, camera: CameraConfig) -> float:
+    """The least change that counts as an animal, as a fraction of the
+    frame: part of the smallest animal's silhouette, unless set."""
+    if config.min_blob_fraction is not None:
+        return config.min_blob_fraction
+    w, h = smallest_animal_px(config, camera)
+    return w * h * SILHOUETTE_SHARE_CHANGED / (camera.lores_size[0] * camera.lores_size[1])
 
 
 class MotionFilter:
-    def __init__(self, config: FilterConfig) -> None:
+    """Scores the frames of one event against the background of the frames
+    before it. `set_background` starts an event; `score` takes its frames in
+    order."""
+
+    def __init__(self, config: FilterConfig, camera: CameraConfig) -> None:
         self.config = config
+        self.min_blob_fraction = min_blob_fraction(config, camera)
+        w, h = smallest_animal_px(config, camera)
+        self._window = (max(MIN_WINDOW_PX, round(w * WINDOW_PER_ANIMAL)),
+                        max(MIN_WINDOW_PX, round(h * WINDOW_PER_ANIMAL)))
+        self._exclude = _mask_image(config.masks, camera.lores_size)
         self._background: np.ndarray | None = None
         self._background_cdf: np.ndarray | None = None
+        self._background_motion: np.ndarray | None = None
 
     @property
     def has_background(self) -> bool:
         return self._background is not None
 
     def set_background(self, lores_frames: Sequence[np.ndarray]) -> None:
-        """Background = per-pixel median of the given frames (robust to one
-        frame with a bird or a flash in it)."""
+        """Background = per-pixel median of the frames, oldest first (robust
+        to one frame with a bird in it), and how much each pixel moves on its
+        own (see _background_motion)."""
         if not lores_frames:
-            self._background = None
+            self._background = self._background_motion = None
             return
-        stack = np.stack([self._smooth(f) for f in lores_frames])
-        self._background = np.median(stack, axis=0).astype(np.uint8)
-        self._background_cdf = _cdf(self._background)
+        stack = np.stack([self._smooth(f) for f in lores_frames]).astype(np.float32)
+        median = np.median(stack, axis=0)
+        self._use_background(median.astype(np.uint8),
+                             _background_motion(stack, median, self.config.pixel_threshold))
+
+    def rebase(self, lores_y: np.ndarray) -> None:
+        """Take this frame as the background (after a light or mode switch)."""
+        self._use_background(self._smooth(lores_y), self._background_motion)
+
+    def _use_background(self, background: np.ndarray, motion: np.ndarray | None) -> None:
+        self._background = background
+        self._background_cdf = _cdf(background)
+        self._background_motion = motion
 
     def score(self, lores_y: np.ndarray) -> MotionResult:
+        if not self.config.enabled or self._background is None:
+            return MotionResult(1.0, True, None, 0.0, False)
         smoothed = self._smooth(lores_y)
-        if self._background is None:
-            return MotionResult(0.0, not self.config.enabled, None, 0.0, False)
-        background = _relit(self._background, self._background_cdf, _cdf(smoothed))
         current = smoothed.astype(np.float32)
-        changed = (np.abs(current - background) > self.config.pixel_threshold).astype(np.uint8)
+        background = _relit(self._background, self._background_cdf, _cdf(smoothed))
+        background *= _local_gain(current, background)
+        difference = np.abs(current - background)
+        floor = float(self.config.pixel_threshold)
+        noise = NOISE_SIGMAS * MAD_TO_SIGMA * float(np.median(difference))
+        threshold = min(max(floor, noise), floor * MAX_NOISE_RAISE)
+        if self._background_motion is not None:
+            threshold = threshold + self._background_motion
+        changed = difference > threshold
+        if self._exclude is not None:
+            changed &= ~self._exclude
         changed_fraction = float(changed.mean())
         if changed_fraction > self.config.light_change_fraction and \
                 _correlation(current, background) >= LIGHT_CHANGE_MIN_CORRELATION:
-            return MotionResult(0.0, not self.config.enabled, None, changed_fraction, True)
-        changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, DESPECKLE_KERNEL)
-        score, bbox = _largest_blob(changed)
-        keep = score >= self.config.min_blob_fraction or not self.config.enabled
-        return MotionResult(score, keep, bbox, changed_fraction, False)
+            self.rebase(lores_y)
+            return MotionResult(0.0, False, None, changed_fraction, True)
+        mask = cv2.morphologyEx(changed.astype(np.uint8), cv2.MORPH_OPEN, DESPECKLE_KERNEL)
+        strong = _strong_blobs(mask, difference > threshold + floor * CORE_MARGIN)
+        score, bbox = _densest_window(strong, self._window)
+        return MotionResult(score, score >= self.min_blob_fraction, bbox, changed_fraction,
+                            False, mask)
 
     def _smooth(self, lores_y: np.ndarray) -> np.ndarray:
         k = self.config.blur_px
         return cv2.GaussianBlur(lores_y, (k, k), 0)
 
 
-LEVELS = np.arange(256, dtype=np.float32)
+def _background_motion(stack: np.ndarray, median: np.ndarray, floor: float) -> np.ndarray:
+    """How much to raise the threshold per pixel: how far it strayed from
+    the median in the background frames (swaying leaves, rain, shimmer),
+    spread to its neighbours. Where the newest two frames both differ from
+    the median, something has arrived and stayed: an animal walking in
+    before the trigger. There only the older half of the frames counts, so
+    the animal does not hide itself."""
+    deviation = np.abs(stack - median)
+    strayed = deviation.max(axis=0)
+    if len(stack) >= 3:
+        arrived = (deviation[-1] > floor) & (deviation[-2] > floor)
+        older = deviation[: (len(stack) + 1) // 2].max(axis=0)
+        strayed = np.where(arrived, older, strayed)
+    return cv2.dilate(strayed, BACKGROUND_MOTION_SPREAD) * BACKGROUND_MOTION_WEIGHT
+
+
+def _mask_image(masks, size: tuple[int, int]) -> np.ndarray | None:
+    """Pixels the technician excluded (polygons in frame fractions)."""
+    if not masks:
+        return None
+    width, height = size
+    image = np.zeros((height, width), np.uint8)
+    for polygon in masks:
+        points = np.array([[x * width, y * height] for x, y in polygon], np.int32)
+        cv2.fillPoly(image, [points], 1)
+    return image.astype(bool)
 
 
 def _cdf(image: np.ndarray) -> np.ndarray:
@@ -86,11 +206,28 @@ def _cdf(image: np.ndarray) -> np.ndarray:
 
 def _relit(background: np.ndarray, background_cdf: np.ndarray, current_cdf: np.ndarray) -> np.ndarray:
     """The background as it would look under the current frame's light: each
-    level mapped to the level at the same rank in the current frame
-    (histogram matching). An animal covers too little of the frame to move
-    the ranks much."""
+    level mapped to the level at the same rank in the current frame. An
+    animal covers too little of the frame to move the ranks much."""
     lookup = np.interp(background_cdf, current_cdf, LEVELS).astype(np.float32)
     return lookup[background]
+
+
+def _local_gain(current: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """How much brighter each part of the frame got, smoothly varying: the
+    IR lamp's beam, vignetting, a cloud's shadow over half the view. Medians
+    of coarse cells, so a body covering less than half a cell does not
+    brighten its own cell."""
+    rows, columns = LOCAL_GAIN_GRID
+    h, w = current.shape
+    ch, cw = h // rows, w // columns
+
+    def cell_medians(image):
+        cells = image[: ch * rows, : cw * columns].reshape(rows, ch, columns, cw)
+        return np.median(cells.transpose(0, 2, 1, 3).reshape(rows, columns, -1), axis=2)
+
+    gain = (cell_medians(current) + 1.0) / (cell_medians(background) + 1.0)
+    gain = np.clip(gain, 1 / MAX_LOCAL_GAIN, MAX_LOCAL_GAIN).astype(np.float32)
+    return cv2.resize(gain, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -100,10 +237,25 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum()) / denominator if denominator else 1.0
 
 
-def _largest_blob(mask: np.ndarray) -> tuple[float, tuple[int, int, int, int] | None]:
-    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if count <= 1:
+def _strong_blobs(mask: np.ndarray, core: np.ndarray) -> np.ndarray:
+    """The changed blobs that have a core of strong change (hysteresis, as in
+    Canny): grain and shimmer rise just above the threshold, a body differs
+    from the ground by far more somewhere."""
+    count, labels = cv2.connectedComponents(mask, connectivity=8)
+    strong = np.bincount(labels[core], minlength=count) >= MIN_CORE_PIXELS
+    strong[0] = False
+    return strong[labels]
+
+
+def _densest_window(changed: np.ndarray, window: tuple[int, int]):
+    """Changed pixels in the animal-sized window that holds the most, as a
+    fraction of the frame, and that window (x, y, w, h). A body broken up by
+    its own texture still fills one window; scattered flicker does not."""
+    w, h = window
+    counts = cv2.boxFilter(changed.astype(np.float32), -1, (w, h), normalize=False,
+                           borderType=cv2.BORDER_CONSTANT)
+    y, x = np.unravel_index(int(np.argmax(counts)), counts.shape)
+    peak = float(counts[y, x])
+    if peak < 1:
         return 0.0, None
-    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    x, y, w, h, area = (int(v) for v in stats[largest])
-    return area / mask.size, (x, y, w, h)
+    return peak / changed.size, (max(0, x - w // 2), max(0, y - h // 2), w, h)

@@ -71,8 +71,9 @@ class _Event:
 class Trap:
     def __init__(self, config: Config, camera: Camera, pir: PirTrigger, store: Store,
                  clock: Clock, station: StationInfo,
-                 on_event: Callable[[EventReport], None] | None = None) -> None:
+                 on_event: Callable[[EventReport], None] | None = None, debug=None) -> None:
         self.camera = camera
+        self.debug = debug          # a DebugImages, or None
         self.pir = pir
         self.store = store
         self.clock = clock
@@ -84,11 +85,12 @@ class Trap:
     def _apply(self, config: Config, station: StationInfo) -> None:
         self.config = config
         self.station = station
-        self.filter = MotionFilter(config.filter)
-        burst = config.burst
-        self._ring = FrameRing(burst.pre_trigger_frames,
-                               burst.pre_trigger_frames + config.filter.background_frames,
-                               config.hardware.camera.lores_size)
+        camera = config.hardware.camera
+        self.filter = MotionFilter(config.filter, camera)
+        window_frames = int(config.filter.background_window_s * camera.frame_rate)
+        self._ring = FrameRing(config.burst.pre_trigger_frames,
+                               config.burst.pre_trigger_frames + max(window_frames, 1),
+                               camera.lores_size)
 
     def reconfigure(self, config: Config, station: StationInfo) -> None:
         """Take a new config between events (SIGHUP). Pins and camera modes
@@ -147,8 +149,9 @@ class Trap:
         self._event = _Event(record, trigger, self.config.burst.frames)
         pre_trigger = self._ring.take_before(trigger.t_monotonic_ns)
         first_ns = pre_trigger[0].sensor_timestamp_ns if pre_trigger else trigger.t_monotonic_ns
-        self.filter.set_background(self._ring.lores_before(first_ns)
-                                   or self._ring.lores_before(trigger.t_monotonic_ns))
+        background = (self._ring.lores_before(first_ns)
+                      or self._ring.lores_before(trigger.t_monotonic_ns))
+        self.filter.set_background(_spread(background, self.config.filter.background_frames))
         for frame in pre_trigger:
             self._store_frame(frame, pre_trigger=True)
 
@@ -192,6 +195,8 @@ class Trap:
             sensor_timestamp_ns=frame.sensor_timestamp_ns, capture_wall_ns=frame.wall_ns,
             pre_trigger=pre_trigger, score=result.score, kept=keep,
             media_id=uuid.uuid4().hex, metadata=_frame_metadata(frame.metadata, result))
+        if self.debug:
+            self.debug.frame(event.record.event_id, f"{event.sequence:02d}", frame.lores_y, result)
         jpeg = self._tagged_jpeg(frame, record) if keep else None
         frame.release()
         file = self.store.add_frame(record, jpeg, self._file_name(record) if keep else None)
@@ -226,6 +231,8 @@ class Trap:
         self.store.close_event(event.record, self.clock.wall_ns(), note)
         self._quiet_until_ns = self.clock.monotonic_ns() + int(self.config.trigger.quiet_period_s * NS)
         log.info(event.report.line())
+        if self.debug:
+            self.debug.end_sequence(event.record.event_id)
         if self.on_event:
             self.on_event(event.report)
 
@@ -233,6 +240,14 @@ class Trap:
         self._ring.clear()
         if self._event is not None:
             self._end_event(f"camera error: {why}")
+
+
+def _spread(frames: list, count: int) -> list:
+    """`count` frames evenly spread over the list, oldest and newest included."""
+    if len(frames) <= count:
+        return frames
+    step = (len(frames) - 1) / max(count - 1, 1)
+    return [frames[round(i * step)] for i in range(count)]
 
 
 def _frame_metadata(metadata: dict, result) -> dict:

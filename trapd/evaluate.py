@@ -1,0 +1,198 @@
+"""Measure the empty-frame filter on labelled image sequences.
+
+A manifest is a CSV with at least `file,sequence_id,frame_index,label`
+(label animal|empty, paths relative to the manifest) and optionally `role`
+(`background`: a frame of the same scene known to be empty, given to the
+filter before the test frames, standing in for pre-trigger frames; default
+`test`). Each sequence runs through the firmware's own MotionFilter exactly
+as an event does in the trap: background first, then the test frames in
+order. Images are reduced to the lores Y plane the way the camera's ISP
+does it: luma, scaled to `hardware.camera.lores_size`.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+import time
+from dataclasses import dataclass
+from itertools import groupby
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from trapd.config import Config
+from trapd.errors import TrapdError
+from trapd.motion import MotionFilter, MotionResult
+
+REQUIRED_COLUMNS = ("file", "sequence_id", "frame_index", "label")
+LABELS = ("animal", "empty")
+ROLES = ("test", "background")
+# Mean HSV saturation (0..255) below which an image is monochrome: IR or thermal.
+MONO_SATURATION = 12
+
+
+class ManifestError(TrapdError, ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    file: Path
+    sequence_id: str
+    frame_index: int
+    label: str
+    role: str
+    line: int
+
+
+def read_manifest(path: str | Path) -> list[list[ManifestRow]]:
+    """Sequences in manifest order, each sorted by frame_index; every problem
+    in the file is reported at once, with its line."""
+    path = Path(path)
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ManifestError(f"{path}: missing column(s) {', '.join(missing)}; "
+                                    f"expected at least {','.join(REQUIRED_COLUMNS)}")
+            rows, problems = [], []
+            for line, raw in enumerate(reader, start=2):
+                row = _row(raw, path.parent, line, problems, path)
+                if row:
+                    rows.append(row)
+    except OSError as exc:
+        raise ManifestError(f"cannot read manifest {path}: {exc}") from exc
+    if problems:
+        raise ManifestError("\n".join(problems))
+    order = {}
+    for row in rows:
+        order.setdefault(row.sequence_id, len(order))
+    rows.sort(key=lambda r: (order[r.sequence_id], r.frame_index))
+    return [list(group) for _, group in groupby(rows, key=lambda r: r.sequence_id)]
+
+
+def _row(raw: dict, base: Path, line: int, problems: list[str], path: Path) -> ManifestRow | None:
+    where = f"{path}:{line}"
+    label, role = (raw.get("label") or "").strip(), (raw.get("role") or "test").strip() or "test"
+    file = base / (raw.get("file") or "").strip()
+    before = len(problems)
+    if label not in LABELS:
+        problems.append(f"{where}: label {label!r}: expected one of {', '.join(LABELS)}")
+    if role not in ROLES:
+        problems.append(f"{where}: role {role!r}: expected one of {', '.join(ROLES)}")
+    if not file.is_file():
+        problems.append(f"{where}: image {file} not found")
+    try:
+        index = int(raw.get("frame_index", ""))
+    except ValueError:
+        problems.append(f"{where}: frame_index {raw.get('frame_index')!r}: expected a whole number")
+        index = 0
+    if len(problems) > before:
+        return None
+    return ManifestRow(file, raw["sequence_id"].strip(), index, label, role, line)
+
+
+def load_lores_y(path: Path, lores_size: tuple[int, int]) -> np.ndarray:
+    """The image as the lores stream's Y plane (BT.601 luma at lores size)."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ManifestError(f"{path}: not a readable image")
+    luma = cv2.cvtColor(image, cv2.COLOR_BGR2YUV)[:, :, 0]
+    shrinking = luma.shape[1] > lores_size[0]
+    return cv2.resize(luma, lores_size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def image_condition(path: Path) -> str:
+    """'day colour' or 'night IR / mono', from the pixels, not the label."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    small = cv2.resize(image, (160, 120), interpolation=cv2.INTER_AREA)
+    saturation = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)[:, :, 1].mean()
+    return "night IR / mono" if saturation < MONO_SATURATION else "day colour"
+
+
+@dataclass
+class FrameScore:
+    row: ManifestRow
+    result: MotionResult
+    condition: str
+    seconds: float
+
+
+def score_sequences(sequences: list[list[ManifestRow]], config: Config,
+                    debug=None) -> list[FrameScore]:
+    lores_size = config.hardware.camera.lores_size
+    scores = []
+    for sequence in sequences:
+        motion = MotionFilter(config.filter, config.hardware.camera)
+        background = [load_lores_y(r.file, lores_size) for r in sequence if r.role == "background"]
+        motion.set_background(background)
+        for row in (r for r in sequence if r.role == "test"):
+            frame = load_lores_y(row.file, lores_size)
+            start = time.perf_counter()
+            result = motion.score(frame)
+            seconds = time.perf_counter() - start
+            scores.append(FrameScore(row, result, image_condition(row.file), seconds))
+            if debug:
+                debug.frame(row.sequence_id, row.file.stem, frame, result, row.label)
+        if debug:
+            debug.end_sequence(sequence[0].sequence_id)
+    return scores
+
+
+def summarise(scores: list[FrameScore]) -> dict:
+    animal = [s for s in scores if s.row.label == "animal"]
+    empty = [s for s in scores if s.row.label == "empty"]
+    kept = [s for s in scores if s.result.keep]
+    sequences = {}
+    for s in animal:
+        sequences[s.row.sequence_id] = sequences.get(s.row.sequence_id, False) or s.result.keep
+    animal_kept = sum(s.result.keep for s in animal)
+    empty_dropped = sum(not s.result.keep for s in empty)
+    return {
+        "animal_frames": len(animal),
+        "animal_frames_kept": animal_kept,
+        "empty_frames": len(empty),
+        "empty_frames_dropped": empty_dropped,
+        "animal_sequences": len(sequences),
+        "animal_sequences_kept": sum(sequences.values()),
+        "animal_frame_recall": _ratio(animal_kept, len(animal)),
+        "empty_frame_rejection": _ratio(empty_dropped, len(empty)),
+        "precision": _ratio(animal_kept, len(kept)),
+        "ms_per_frame": statistics.median(s.seconds for s in scores) * 1000 if scores else 0.0,
+    }
+
+
+def evaluate(manifest: str | Path, config: Config, debug=None) -> dict:
+    scores = score_sequences(read_manifest(manifest), config, debug)
+    report = summarise(scores)
+    report["by_condition"] = {
+        condition: summarise([s for s in scores if s.condition == condition])
+        for condition in sorted({s.condition for s in scores})}
+    report["frames"] = [{"file": str(s.row.file), "sequence_id": s.row.sequence_id,
+                         "score": round(s.result.score, 6), "kept": s.result.keep,
+                         "label": s.row.label, "condition": s.condition} for s in scores]
+    return report
+
+
+def format_report(report: dict) -> str:
+    lines = [f"{'':<18}{'animal recall':>16}{'empty rejection':>18}{'precision':>11}{'sequences':>11}"]
+    rows = [("all", report)] + list(report["by_condition"].items())
+    for name, r in rows:
+        lines.append(
+            f"{name:<18}{_fraction(r['animal_frames_kept'], r['animal_frames']):>16}"
+            f"{_fraction(r['empty_frames_dropped'], r['empty_frames']):>18}"
+            f"{r['precision']:>11.3f}"
+            f"{str(r['animal_sequences_kept']) + '/' + str(r['animal_sequences']):>11}")
+    lines.append(f"median filter cost {report['ms_per_frame']:.3f} ms per frame")
+    return "\n".join(lines)
+
+
+def _ratio(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+def _fraction(part: int, whole: int) -> str:
+    return f"{part}/{whole} {100 * _ratio(part, whole):5.1f}%" if whole else "-"
