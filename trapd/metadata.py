@@ -83,7 +83,16 @@ class CaptureInfo:
     analogue_gain: float | None
     digital_gain: float | None
     lux: float | None = None
-    temperature_c: float | None = None
+    temperature_c: float | None = None  # ambient (air) temperature, from a probe
+    cpu_temperature_c: float | None = None
+    battery_voltage_v: float | None = None
+    moon_phase: str | None = None  # trapd.moon.PHASE_NAMES
+    clock_synchronised: bool | None = None  # None = unknown
+
+    @property
+    def sequence_text(self) -> str:
+        """Reconyx-style "n of m"."""
+        return f"{self.sequence} of {self.event_length}"
 
 
 def local_time(wall_time_ns: int, tz: dt.tzinfo) -> dt.datetime:
@@ -111,7 +120,7 @@ def _image_ifd(station: StationInfo, capture: CaptureInfo, taken: dt.datetime) -
         piexif.ImageIFD.DateTime: _exif_datetime(taken),
         piexif.ImageIFD.ImageDescription: _text(
             f"{station.station_id} {capture.event_id} "
-            f"{capture.sequence} of {capture.event_length} {capture.trigger_source}"),
+            f"{capture.sequence_text} {capture.trigger_source}"),
         piexif.ImageIFD.Artist: _text(station.owner),
         piexif.ImageIFD.Copyright: _text(f"(c) {taken.year} {station.owner}, {station.license}"),
         piexif.ImageIFD.Orientation: 1,
@@ -208,14 +217,19 @@ def _exif_offset(t: dt.datetime) -> str:
 
 
 def _user_comment(station: StationInfo, capture: CaptureInfo) -> bytes:
-    comment = ";".join(f"{key}={value}" for key, value in (
+    pairs = [
         ("station", station.station_id),
         ("deployment", station.deployment_id),
         ("event", capture.event_id),
         ("seq", f"{capture.sequence}/{capture.event_length}"),
         ("trigger", capture.trigger_source),
         ("motion", _score(capture.motion_score)),
-    ))
+    ]
+    if capture.moon_phase is not None:
+        pairs.append(("moon", capture.moon_phase))
+    if capture.clock_synchronised is not None:
+        pairs.append(("clock", "synced" if capture.clock_synchronised else "unsynced"))
+    comment = ";".join(f"{key}={value}" for key, value in pairs)
     encoding = "ascii" if comment.isascii() else "unicode"
     return piexif.helper.UserComment.dump(comment, encoding)
 
@@ -265,6 +279,17 @@ def _xmp_fields(station: StationInfo, capture: CaptureInfo) -> dict[str, str]:
     }
     if capture.motion_score is not None:
         fields["MotionScore"] = _score(capture.motion_score)
+    fields["EventNumber"] = str(capture.event_number)
+    fields["Sequence"] = capture.sequence_text
+    optional = {
+        "MoonPhase": capture.moon_phase,
+        "AmbientTemperature": capture.temperature_c,
+        "CPUTemperature": capture.cpu_temperature_c,
+        "BatteryVoltage": capture.battery_voltage_v,
+    }
+    fields.update({name: str(value) for name, value in optional.items() if value is not None})
+    if capture.clock_synchronised is not None:
+        fields["ClockSynchronised"] = "True" if capture.clock_synchronised else "False"
     return fields
 
 
