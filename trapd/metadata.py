@@ -30,14 +30,14 @@ XMP_PREFIX = "trap"
 MAKE = "trapd"
 
 
-def _package_version() -> str:
+def package_version() -> str:
     try:
         return importlib.metadata.version("trapd")
     except importlib.metadata.PackageNotFoundError:
         return "0+unknown"
 
 
-SOFTWARE = f"trapd {_package_version()}"
+SOFTWARE = f"trapd {package_version()}"
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _SOI = b"\xff\xd8"
@@ -106,7 +106,7 @@ def build_exif(station: StationInfo, capture: CaptureInfo) -> bytes:
     taken = local_time(capture.wall_time_ns, station.utc_offset)
     ifds = {"0th": _image_ifd(station, capture, taken),
             "Exif": _exif_ifd(station, capture, taken)}
-    gps = _gps_ifd(station)
+    gps = gps_ifd(station)
     if gps:
         ifds["GPS"] = gps
     return piexif.dump(ifds)
@@ -169,7 +169,7 @@ def _sensor_tags(capture: CaptureInfo) -> dict:
     return tags
 
 
-def _gps_ifd(station: StationInfo) -> dict:
+def gps_ifd(station: StationInfo) -> dict:
     """GPS tags for the station; empty when its position is unknown."""
     if station.latitude is None or station.longitude is None:
         return {}

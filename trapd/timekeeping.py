@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import re
 
 log = logging.getLogger(__name__)
 
@@ -69,3 +70,31 @@ class WallClockWatch:
             return 0
         step = offset - previous
         return step if abs(step) >= self.threshold_ns else 0
+
+
+_UNITS_SHIFT = re.compile(r"([+-])(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_CLOCK_SHIFT = re.compile(r"([+-])(\d+):([0-5]\d)(?::([0-5]\d))?")
+
+
+def parse_shift(text: str) -> int:
+    """A signed whole-second duration in ns: '+1d2h', '-86400s', '-30m', '+01:30:00'.
+
+    Raises ValueError naming the accepted forms."""
+    text = text.strip()
+    units = _UNITS_SHIFT.fullmatch(text)
+    if units and any(units.groups()[1:]):
+        days, hours, minutes, seconds = (int(g or 0) for g in units.groups()[1:])
+    elif clock := _CLOCK_SHIFT.fullmatch(text):
+        days, (hours, minutes, seconds) = 0, (int(g or 0) for g in clock.groups()[1:])
+    else:
+        raise ValueError(f"shift {text!r}: expected a sign and a duration, e.g. +1h, -1d, "
+                         "+2h30m, -45s or +01:30:00")
+    total_s = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    return (-total_s if text.startswith("-") else total_s) * NS
+
+
+def format_shift(shift_ns: int) -> str:
+    sign = "-" if shift_ns < 0 else "+"
+    minutes, seconds = divmod(abs(shift_ns) // NS, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{sign}{hours:02d}:{minutes:02d}:{seconds:02d}"
