@@ -1,24 +1,29 @@
 """Run trapd, unchanged, against a simulated scenario and score it.
 
-The simulator plugs in at trapd's three seams only: the Picamera2 class (a
+The simulator plugs in at trapd's seams only: the Picamera2 class (a
 CameraRig bound to the scene), gpiozero's MockFactory (its PIR pin driven by
-the PIR model), and the clock (virtual, or real time with `realtime=True`).
+the PIR model), the clock (virtual, or real time with `realtime=True`; the
+scenario's `clock:` sets whether it is synchronised and when it steps), and
+the sensors' sysfs files (written in a temporary directory).
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from gpiozero.pins.mock import MockFactory
 
 from hw_sim.picamera2 import CameraRig
 from hw_sim.pir import PirModel, PirOutputPin
-from hw_sim.scenario import Scenario
+from hw_sim.scenario import ClockSpec, Scenario, SensorSpec
 from hw_sim.scene import Scene
 from trapd.clock import RealtimeClock, VirtualClock
 from trapd.config import Config
 from trapd.daemon import Daemon, Hardware, build_trap, close_trap
+from trapd.sensors import Sensors
 from trapd.trap import EventReport
 
 NS = 1_000_000_000
@@ -93,13 +98,36 @@ def run_scenario(scenario: Scenario, config: Config, storage_root: str | None = 
         if on_event:
             on_event(event)
 
-    trap = build_trap(config, Hardware(rig.picamera2_class, pin_factory, clock),
-                      storage_root, record, debug)
-    PirModel(scenario.pir, scenario.animals, pir_pin, clock, start_ns).schedule()
-    end_ns = start_ns + int(scenario.duration_s * NS)
-    try:
-        Daemon(None, config, trap).run(until=lambda: clock.monotonic_ns() >= end_ns)
-    finally:
-        close_trap(trap)
-        pin_factory.close()
+    schedule_clock(scenario.clock, clock, start_ns)
+    with tempfile.TemporaryDirectory(prefix="trapd-sim-sensors-") as sysfs:
+        sensors = sensor_files(scenario.sensors, Path(sysfs), pin_factory)
+        trap = build_trap(config, Hardware(rig.picamera2_class, pin_factory, clock, sensors),
+                          storage_root, record, debug)
+        PirModel(scenario.pir, scenario.animals, pir_pin, clock, start_ns).schedule()
+        end_ns = start_ns + int(scenario.duration_s * NS)
+        try:
+            Daemon(None, config, trap).run(until=lambda: clock.monotonic_ns() >= end_ns)
+        finally:
+            close_trap(trap)
+            pin_factory.close()
     return run
+
+
+def schedule_clock(spec: ClockSpec, clock: VirtualClock, start_ns: int) -> None:
+    """Set the clock's sync state and schedule its wall-clock steps."""
+    clock.synchronised = spec.synchronised
+    for jump in spec.jumps:
+        clock.call_at(start_ns + int(jump.at_s * NS),
+                      lambda jump=jump: clock.step_wall(int(jump.by_s * NS),
+                                                        True if jump.synchronises else None))
+
+
+def sensor_files(spec: SensorSpec, sysfs: Path, pin_factory) -> Sensors:
+    """Sensors reading files in the sysfs format (millidegrees), as on a Pi."""
+    cpu = sysfs / "thermal_zone0_temp"
+    cpu.write_text(f"{round(spec.cpu_temperature_c * 1000)}\n")
+    ambient = None
+    if spec.ambient_temperature_c is not None:
+        ambient = sysfs / "w1_28-sim_temperature"
+        ambient.write_text(f"{round(spec.ambient_temperature_c * 1000)}\n")
+    return Sensors(str(cpu), ambient and str(ambient), pin_factory)

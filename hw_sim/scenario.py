@@ -80,6 +80,29 @@ class PirSpec:
 
 
 @dataclass(frozen=True)
+class ClockJump:
+    at_s: float               # scenario time of the step
+    by_s: float               # how far the wall clock steps (negative = back)
+    synchronises: bool = False  # the step is NTP's first sync: the clock is synchronised after it
+
+
+@dataclass(frozen=True)
+class ClockSpec:
+    """The trap's wall clock: a Pi without RTC or network is not synchronised."""
+
+    synchronised: bool = True
+    jumps: tuple[ClockJump, ...] = ()
+
+
+@dataclass(frozen=True)
+class SensorSpec:
+    """What the trap's temperature sensors read (written to the sysfs-style files)."""
+
+    cpu_temperature_c: float = 47.5
+    ambient_temperature_c: float | None = 12.5  # None: no ambient probe fitted
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     duration_s: float
@@ -91,6 +114,8 @@ class Scenario:
     pir: PirSpec = field(default_factory=PirSpec)
     vegetation_clumps: int = 12
     description: str = ""
+    clock: ClockSpec = field(default_factory=ClockSpec)
+    sensors: SensorSpec = field(default_factory=SensorSpec)
 
     def conditions_at(self, s: float) -> Conditions:
         current = self.conditions[0]
@@ -145,4 +170,12 @@ def _scenario_from(raw: dict, default_name: str) -> Scenario:
         animals=animals,
         pir=PirSpec(**pir, false_triggers=false_triggers),
         vegetation_clumps=int(raw.get("vegetation_clumps", 12)),
+        clock=_clock_from(raw.get("clock") or {}),
+        sensors=SensorSpec(**(raw.get("sensors") or {})),
     )
+
+
+def _clock_from(raw: dict) -> ClockSpec:
+    jumps = tuple(ClockJump(**j) for j in raw.get("jumps") or [])
+    return ClockSpec(synchronised=bool(raw.get("synchronised", True)),
+                     jumps=tuple(sorted(jumps, key=lambda j: j.at_s)))

@@ -4,8 +4,11 @@ MockFactory per test, and the sim hardware (virtual clock, camera rig, PIR pin).
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
+import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -134,3 +137,50 @@ def bench(tmp_path):
     yield make
     for b in benches:
         b.close()
+
+
+# --- sim runs shared by the data-out tests (each takes seconds; run once) ---
+TRAPD_CLI = [sys.executable, "-m", "trapd.cli"]
+
+
+def trapd(*args, check=True, timeout=600):
+    """Run the `trapd` command; with check, fail showing its output unless it exits 0."""
+    result = subprocess.run(TRAPD_CLI + [str(a) for a in args], capture_output=True, text=True,
+                            timeout=timeout)
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@pytest.fixture(scope="session")
+def sim_queue(tmp_path_factory):
+    """`sim_queue(scenario, overrides)`: a finished sim run (storage root, report,
+    stdout, config path), made once per session for each distinct request."""
+    runs = {}
+
+    def run(scenario="default", overrides=None):
+        key = (scenario, repr(overrides))
+        if key not in runs:
+            out = tmp_path_factory.mktemp(f"sim-{scenario}")
+            config = DEFAULT_CONFIG_PATH
+            if overrides:
+                config = out / "config.yaml"
+                config.write_text(yaml.safe_dump(_merge(shipped_config_dict(), overrides)))
+            storage, report = out / "storage", out / "report.json"
+            result = trapd("sim", scenario, "--config", config, "--storage", storage,
+                           "--report", report)
+            runs[key] = {"storage": storage, "config": config, "stdout": result.stdout,
+                         "report": json.loads(report.read_text())}
+        return runs[key]
+
+    return run
+
+
+def copy_queue(storage: Path, to: Path) -> Path:
+    """A private copy of a sim's queue, for tests that change it."""
+    shutil.copytree(storage, to)
+    return to
+
+
+def camtrap_validator() -> Path:
+    return require_shared("camtrap-dp/validate.py")

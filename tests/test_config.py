@@ -385,3 +385,31 @@ yaml_tokens = st.sampled_from(
 @given(st.text() | st.lists(yaml_tokens, max_size=60).map("".join))
 def test_arbitrary_text_gives_config_or_config_error(text):
     _assert_parses_or_explains(text, every_problem_has_a_path=False)
+
+
+
+def test_publish_accepts_only_exact_rounded_or_omit_on_its_line():
+    text = DEFAULT_CONFIG_PATH.read_text().replace("publish: exact", "publish: fuzzy")
+    with pytest.raises(ConfigError) as error:
+        parse_config(text)
+    [problem] = error.value.problems
+    line = text.splitlines().index("    publish: fuzzy") + 1
+    assert (problem.path, problem.line, problem.value) == ("station.location.publish", line, "fuzzy")
+    assert "exact, rounded, omit" in problem.expected
+
+
+def test_project_contributors_with_a_bad_role_are_reported_on_their_line():
+    text = DEFAULT_CONFIG_PATH.read_text().replace("role: rightsHolder}", "role: boss}")
+    with pytest.raises(ConfigError) as error:
+        parse_config(text)
+    [problem] = error.value.problems
+    assert problem.path == "project.contributors" and "principalInvestigator" in problem.expected
+    assert text.splitlines()[problem.line - 1].strip() == "contributors:"
+
+
+def test_the_shipped_project_and_sensors_sections_load():
+    config = load_config(DEFAULT_CONFIG_PATH)
+    assert config.station.location.publish == "exact"
+    assert config.project.sampling_design == "targeted"
+    assert config.project.contributors[0].role == "rightsHolder"
+    assert config.sensors.ambient_temperature_file is None

@@ -24,12 +24,8 @@ def trapd(*args, check=True):
 
 
 @pytest.fixture(scope="module")
-def sim_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sim")
-    storage, report = out / "storage", out / "report.json"
-    result = trapd("sim", "default", "--config", str(DEFAULT_CONFIG_PATH),
-                   "--storage", str(storage), "--report", str(report))
-    return {"stdout": result.stdout, "storage": storage, "report": json.loads(report.read_text())}
+def sim_run(sim_queue):
+    return sim_queue("default")   # shared with the data-out tests (conftest)
 
 
 def test_the_default_scenario_stores_every_animal_pass_and_drops_most_wind(sim_run):

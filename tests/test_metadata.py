@@ -186,7 +186,22 @@ def test_xmp_trap_fields(read_tags):
         "XMP-trap:CaptureMethod": "activityDetection",
         "XMP-trap:TriggerSource": "pir",
         "XMP-trap:MotionScore": 0.82,
+        "XMP-trap:EventNumber": 123,
+        "XMP-trap:Sequence": "2 of 3",
+        "XMP-trap:AmbientTemperature": 14.5,
     }
+
+
+def test_moon_cpu_temperature_battery_and_clock_state_go_into_xmp_and_user_comment(read_tags):
+    capture = dataclasses.replace(CAPTURE, cpu_temperature_c=51.2, battery_voltage_v=12.4,
+                                  moon_phase="Waxing Gibbous", clock_synchronised=False)
+    tags = read_tags(capture=capture)
+    assert tags["XMP-trap:MoonPhase"] == "Waxing Gibbous"
+    assert tags["XMP-trap:CPUTemperature"] == 51.2
+    assert tags["XMP-trap:BatteryVoltage"] == 12.4
+    assert tags["XMP-trap:ClockSynchronised"] is False
+    assert tags["ExifIFD:AmbientTemperature"] == 14.5      # the probe, never the CPU
+    assert tags["ExifIFD:UserComment"].endswith(";moon=Waxing Gibbous;clock=unsynced")
 
 
 def test_xmp_packet_uses_the_project_namespace():

@@ -1,6 +1,7 @@
 """The queue's contract: atomic files, an index that never points at a broken
 JPEG, event numbers never reused, a free-space floor that deletes nothing."""
 
+import hashlib
 import os
 import signal
 import sqlite3
@@ -135,3 +136,39 @@ def test_a_process_killed_mid_write_leaves_no_broken_image_in_the_index(tmp_path
     assert not list((tmp_path / IMAGES_DIR).rglob("*.tmp"))
     last = max(row[0] for row in store._db.execute("SELECT number FROM events"))
     assert open_event(store).number == last + 1
+
+
+# The schema of the first release, before export/offload/clock columns existed.
+FIRST_RELEASE_SCHEMA = """
+CREATE TABLE events (number INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
+    station_id TEXT NOT NULL, deployment_id TEXT NOT NULL, trigger TEXT NOT NULL,
+    trigger_monotonic_ns INTEGER NOT NULL, trigger_wall_ns INTEGER NOT NULL,
+    ended_wall_ns INTEGER, state TEXT NOT NULL DEFAULT 'open', note TEXT);
+CREATE TABLE frames (id INTEGER PRIMARY KEY, event_number INTEGER NOT NULL REFERENCES events(number),
+    sequence INTEGER NOT NULL, sensor_timestamp_ns INTEGER NOT NULL,
+    capture_wall_ns INTEGER NOT NULL, pre_trigger INTEGER NOT NULL, score REAL,
+    kept INTEGER NOT NULL, state TEXT NOT NULL, media_id TEXT UNIQUE, file TEXT UNIQUE,
+    size_bytes INTEGER, sha256 TEXT, metadata TEXT, UNIQUE (event_number, sequence));
+"""
+
+
+def test_a_queue_from_the_first_release_opens_with_every_row_kept(tmp_path):
+    image = jpeg(7)
+    (tmp_path / IMAGES_DIR / "d").mkdir(parents=True)
+    (tmp_path / IMAGES_DIR / "d" / "a.jpg").write_bytes(image)
+    old = sqlite3.connect(tmp_path / "queue.db")
+    old.executescript(FIRST_RELEASE_SCHEMA)
+    old.execute("INSERT INTO events VALUES (7, 'ST01-D1-E000007', 'ST01', 'ST01-D1', 'pir',"
+                " 1, 2, 3, 'closed', NULL)")
+    old.execute("INSERT INTO frames VALUES (1, 7, 1, 1, 2, 0, 0.5, 1, 'pending', 'm1',"
+                " 'images/d/a.jpg', ?, ?, NULL)", (len(image), hashlib.sha256(image).hexdigest()))
+    old.commit()
+    old.close()
+    store = Store(tmp_path, min_free_mb=0)
+    assert store.verify() == []
+    [row] = store.saved_frames(("pending",))
+    assert (row["event_id"], row["file"], row["clock_synced"], row["wall_jump_ns"]) == \
+        ("ST01-D1-E000007", "images/d/a.jpg", None, 0)
+    assert open_event(store).number == 8          # the AUTOINCREMENT history survives
+    store.mark_offloaded(row["id"], "/mnt/usb", "ST01-D1/media/a.jpg", 5)
+    assert store.status()["frames"] == {"offloaded": 1}

@@ -1,4 +1,6 @@
-"""`trapd` command line: run, sim, check-config, status, verify."""
+"""`trapd` command line: run, sim, check-config, status, verify, export, offload, retime.
+
+One function per command; the work is done in the modules they call."""
 
 from __future__ import annotations
 
@@ -6,9 +8,10 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
-from trapd.errors import ConfigError, HardwareError, StorageError, TrapdError
+from trapd.errors import ConfigError, ExportError, HardwareError, StorageError, TrapdError
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -52,6 +55,32 @@ def _parser() -> argparse.ArgumentParser:
 
     verify = commands.add_parser("verify", help="check every indexed image and every stored JPEG")
     _add_location_options(verify)
+
+    export = commands.add_parser("export", help="write a Camtrap DP 1.0.2 package of the "
+                                 "current deployment's images")
+    export.add_argument("--camtrap-dp", required=True, metavar="OUTDIR",
+                        help="package directory to write (new, empty, or an earlier export)")
+    export.add_argument("--since", metavar="DATE",
+                        help="only images taken from this date (YYYY-MM-DD, the deployment's "
+                             "local time) or moment (ISO 8601 with offset)")
+    export.add_argument("--mark-exported", action="store_true",
+                        help="mark the exported images 'exported' in the index")
+    export.add_argument("--shift", metavar="±DURATION",
+                        help="correct a known clock error in the package's times, e.g. "
+                             "--shift=-1d or --shift=+01:30:00 (the images are unchanged)")
+    _add_location_options(export)
+
+    offload = commands.add_parser("offload", help="copy pending images and a Camtrap DP package "
+                                  "to a drive, verified")
+    offload.add_argument("dest", help="mounted drive or directory to copy to")
+    offload.add_argument("--free", action="store_true",
+                         help="then delete from the card the images whose copy verified")
+    _add_location_options(offload)
+
+    retime = commands.add_parser("retime", help="shift every camera time in an exported package")
+    retime.add_argument("package", help="Camtrap DP package directory (trapd export output)")
+    retime.add_argument("--shift", required=True, metavar="±DURATION",
+                        help="e.g. --shift=+1d, --shift=-02:00:00 (use '=' before a minus sign)")
     return parser
 
 
@@ -128,15 +157,23 @@ def _eval_filter(args) -> int:
     return EXIT_OK
 
 
-def _open_store(args):
+def _open_store(args, config=None):
     from trapd.config import load_config
     from trapd.storage import Store
 
-    storage = load_config(args.config).storage
+    storage = (config or load_config(args.config)).storage
     root = args.storage or storage.root
     if not (Path(root) / "queue.db").exists():
         raise StorageError(f"no image queue at {root} (nothing recorded yet, or wrong --storage)")
     return Store(root, storage.min_free_mb, recover=False)
+
+
+def _shift_ns(text: str | None) -> int:
+    from trapd.timekeeping import parse_shift
+    try:
+        return parse_shift(text) if text else 0
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def _status(args) -> int:
@@ -177,8 +214,62 @@ def _verify(args) -> int:
     return EXIT_OK
 
 
+def _export(args) -> int:
+    from trapd.config import load_config
+    from trapd.export import ExportOptions, export_camtrap_dp, parse_since
+    from trapd.storage import ON_CARD
+
+    config = load_config(args.config)
+    store = _open_store(args, config)
+    try:
+        deployment = config.station.deployment_id
+        since = parse_since(args.since, config.time.tz) if args.since else None
+        frames = store.saved_frames(ON_CARD, deployment, since)
+        result = export_camtrap_dp(config, frames, Path(args.camtrap_dp),
+                                   ExportOptions(shift_ns=_shift_ns(args.shift)), store.root)
+        if args.mark_exported:
+            store.mark_exported(result.frame_ids, time.time_ns())
+        others = [d for d in store.deployments() if d != deployment]
+    finally:
+        store.close()
+    print(f"{result.outdir}: Camtrap DP {len(result.frame_ids)} images, {result.events} events "
+          f"of deployment {deployment}")
+    if others:
+        print(f"not exported: deployment(s) {', '.join(others)} (export each with the config "
+              "it ran with)")
+    for problem in result.problems:
+        print(problem)
+    return EXIT_PROBLEMS if result.problems else EXIT_OK
+
+
+def _offload(args) -> int:
+    from trapd.config import load_config
+    from trapd.offload import Progress, offload
+
+    config = load_config(args.config)
+    store = _open_store(args, config)
+    try:
+        result = offload(store, config, Path(args.dest), free=args.free,
+                         progress=Progress(sys.stdout))
+    finally:
+        store.close()
+    print(result.summary())
+    for problem in result.problems:
+        print(problem)
+    return EXIT_PROBLEMS if result.problems else EXIT_OK
+
+
+def _retime(args) -> int:
+    from trapd.export import retime_package
+    shift = _shift_ns(args.shift)
+    changed = retime_package(Path(args.package), shift)
+    print(f"{args.package}: {changed} times shifted by {args.shift}; images unchanged")
+    return EXIT_OK
+
+
 COMMANDS = {"run": _run, "sim": _sim, "check-config": _check_config,
-            "status": _status, "verify": _verify, "eval-filter": _eval_filter}
+            "status": _status, "verify": _verify, "eval-filter": _eval_filter,
+            "export": _export, "offload": _offload, "retime": _retime}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,6 +15,8 @@ import threading
 import time
 from typing import Callable, Protocol
 
+from trapd.timekeeping import kernel_clock_synchronised
+
 
 class Clock(Protocol):
     def monotonic_ns(self) -> int:
@@ -25,6 +27,9 @@ class Clock(Protocol):
 
     def sleep(self, seconds: float) -> None:
         """Wait; in virtual time this runs whatever is due meanwhile."""
+
+    def is_synchronised(self) -> bool | None:
+        """Is the wall clock set from a time source (NTP, GPS)? None = unknown."""
 
 
 class SystemClock:
@@ -38,6 +43,9 @@ class SystemClock:
         if seconds > 0:
             time.sleep(seconds)
 
+    def is_synchronised(self) -> bool | None:
+        return kernel_clock_synchronised()
+
 
 class VirtualClock:
     """Simulated time. Callbacks run in the caller's thread, in time order,
@@ -49,6 +57,10 @@ class VirtualClock:
         self._due: list[tuple[int, int, Callable[[], None]]] = []
         self._order = itertools.count()
         self._lock = threading.RLock()
+        self.synchronised: bool | None = True  # hw_sim scenarios may say otherwise
+
+    def is_synchronised(self) -> bool | None:
+        return self.synchronised
 
     def monotonic_ns(self) -> int:
         return self._now
@@ -56,9 +68,12 @@ class VirtualClock:
     def wall_ns(self) -> int:
         return self._now + self._wall_offset
 
-    def step_wall(self, delta_ns: int) -> None:
-        """Make the wall clock jump (as NTP or a technician would)."""
+    def step_wall(self, delta_ns: int, synchronised: bool | None = None) -> None:
+        """Make the wall clock jump (as NTP or a technician would); NTP's first
+        step also makes the clock synchronised (`synchronised=True`)."""
         self._wall_offset += delta_ns
+        if synchronised is not None:
+            self.synchronised = synchronised
 
     def call_at(self, t_ns: int, callback: Callable[[], None]) -> None:
         with self._lock:

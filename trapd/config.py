@@ -29,6 +29,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from trapd.errors import ConfigError
+from trapd.location import EXACT, PUBLISH_CHOICES
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
 
@@ -178,6 +179,10 @@ def _number(low: float, high: float, unit: str = "", *, nullable: bool = False) 
     )
 
 
+def _choice(choices: tuple[str, ...]) -> _Rule:
+    return _Rule(expected=f"one of {', '.join(choices)}", is_valid=lambda v: v in choices)
+
+
 def _flag() -> _Rule:
     return _Rule(expected="true or false", is_valid=lambda v: isinstance(v, bool))
 
@@ -311,6 +316,8 @@ class LocationConfig(_Section):
     longitude: float = _setting(_number(-180, 180, "degrees east (WGS84)"))
     elevation_m: float | None = _setting(_number(-500, 9000, "metres", nullable=True), None)
     uncertainty_m: int = _setting(_integer(1, math.inf, "metres"), 10)
+    # How much of the position leaves the trap (images' GPS, exports): see trapd/location.py.
+    publish: str = _setting(_choice(PUBLISH_CHOICES), EXACT)
 
 
 @dataclass(frozen=True)
@@ -458,6 +465,76 @@ class TimeConfig(_Section):
         return timezone(timedelta(minutes=_utc_offset_minutes(self.utc_offset)))
 
 
+# Camtrap DP 1.0.2 enumerations (camtrap-dp-profile.json).
+SAMPLING_DESIGNS = ("simpleRandom", "systematicRandom", "clusteredRandom", "experimental",
+                    "targeted", "opportunistic")
+CONTRIBUTOR_ROLES = ("contact", "principalInvestigator", "rightsHolder", "publisher",
+                     "contributor")
+_CONTRIBUTOR_KEYS = ("title", "role", "email", "organization")
+# Data Package licence names, e.g. CC0-1.0 (SPDX identifiers fit).
+_LICENSE_NAME = r"[-a-zA-Z0-9._]+"
+
+
+@dataclass(frozen=True)
+class Contributor:
+    title: str
+    role: str = "contributor"
+    email: str | None = None
+    organization: str | None = None
+
+
+def _is_contributor(entry: Any) -> bool:
+    if not isinstance(entry, dict) or not set(entry) <= set(_CONTRIBUTOR_KEYS):
+        return False
+    title = entry.get("title")
+    if not isinstance(title, str) or not title.strip() or not _ONE_LINE_OF_TEXT.is_valid(title):
+        return False
+    if entry.get("role", "contributor") not in CONTRIBUTOR_ROLES:
+        return False
+    return all(entry.get(k) is None or (isinstance(entry[k], str) and _ONE_LINE_OF_TEXT.is_valid(entry[k]))
+               for k in ("email", "organization"))
+
+
+_CONTRIBUTORS_RULE = _Rule(
+    expected=(
+        "a list of people or organisations, each '- {title: NAME, role: ROLE}' with optional "
+        f"email and organization; ROLE one of {', '.join(CONTRIBUTOR_ROLES)}"
+    ),
+    is_valid=lambda v: isinstance(v, list) and all(_is_contributor(e) for e in v),
+    convert=lambda v: tuple(Contributor(**e) for e in v),
+)
+
+
+@dataclass(frozen=True)
+class ProjectConfig(_Section):
+    """What a Camtrap DP export says about the study (datapackage.json `project`)."""
+
+    # "" = "Camera trap station <station_id>".
+    title: str = _setting(_ONE_LINE_OF_TEXT, "")
+    sampling_design: str = _setting(_choice(SAMPLING_DESIGNS), "opportunistic")
+    individual_animals: bool = _setting(_flag(), False)
+    # Licence of the exported tables; the images carry station.license.
+    data_license: str = _setting(_text(_LICENSE_NAME, "a licence identifier such as CC0-1.0 "
+                                       "or CC-BY-4.0 (letters, digits, '.', '_', '-')"), "CC0-1.0")
+    # [] = station.owner as rights holder.
+    contributors: tuple[Contributor, ...] = _setting(_CONTRIBUTORS_RULE, ())
+
+
+_SENSOR_FILE_RULE = _Rule(
+    expected="an absolute path to a sysfs file holding millidegrees Celsius, or null",
+    is_valid=lambda v: isinstance(v, str) and v.startswith("/") and "\0" not in v,
+    nullable=True,
+)
+
+
+@dataclass(frozen=True)
+class SensorsConfig(_Section):
+    cpu_temperature_file: str | None = _setting(_SENSOR_FILE_RULE,
+                                                "/sys/class/thermal/thermal_zone0/temp")
+    # e.g. a DS18B20 probe: /sys/bus/w1/devices/28-xxxxxxxxxxxx/temperature
+    ambient_temperature_file: str | None = _setting(_SENSOR_FILE_RULE, None)
+
+
 @dataclass(frozen=True)
 class Config(_Section):
     station: StationConfig = _section(StationConfig, required=True)
@@ -467,6 +544,8 @@ class Config(_Section):
     filter: FilterConfig = _section(FilterConfig)
     storage: StorageConfig = _section(StorageConfig)
     time: TimeConfig = _section(TimeConfig)
+    project: ProjectConfig = _section(ProjectConfig)
+    sensors: SensorsConfig = _section(SensorsConfig)
 
     def validate(self) -> list[Problem]:
         return self._pre_trigger_problems() + self._burst_length_problems()

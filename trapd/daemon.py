@@ -19,7 +19,9 @@ from trapd.camera import Camera
 from trapd.clock import Clock, SystemClock
 from trapd.config import Config, load_config
 from trapd.errors import ConfigError, GpioUnavailable, HardwareError
+from trapd.location import for_images
 from trapd.metadata import StationInfo
+from trapd.sensors import Sensors
 from trapd.storage import Store
 from trapd.trap import EventReport, Trap
 from trapd.trigger import PirTrigger
@@ -55,10 +57,13 @@ def read_serial_number(cpuinfo: Path = CPUINFO) -> str:
 
 def station_info(config: Config, camera_model: str) -> StationInfo:
     s = config.station
+    where = s.location
+    published = for_images(where.latitude, where.longitude, where.elevation_m,
+                           where.uncertainty_m, where.publish)
     return StationInfo(
         station_id=s.station_id, deployment_id=s.deployment_id,
-        latitude=s.location.latitude, longitude=s.location.longitude,
-        elevation_m=s.location.elevation_m, uncertainty_m=s.location.uncertainty_m,
+        latitude=published.latitude, longitude=published.longitude,
+        elevation_m=published.elevation_m, uncertainty_m=published.uncertainty_m,
         heading_deg=s.camera.heading_deg, owner=s.owner, license=s.license,
         serial_number=read_serial_number() if s.serial_number == "auto" else s.serial_number,
         camera_model=camera_model, utc_offset=config.time.tz)
@@ -66,11 +71,13 @@ def station_info(config: Config, camera_model: str) -> StationInfo:
 
 @dataclass
 class Hardware:
-    """The seams: which Picamera2 class, which gpiozero pin factory, which clock."""
+    """The seams: which Picamera2 class, which gpiozero pin factory, which clock,
+    and (None = the files named in config `sensors:`) which sensors."""
 
     picamera2_class: type
     pin_factory: object | None
     clock: Clock
+    sensors: Sensors | None = None
 
 
 def real_hardware() -> Hardware:
@@ -95,8 +102,11 @@ def build_trap(config: Config, hardware: Hardware, storage_root: str | None = No
         camera.close()
         store.close()
         raise
+    sensors = hardware.sensors or Sensors(config.sensors.cpu_temperature_file,
+                                          config.sensors.ambient_temperature_file,
+                                          hardware.pin_factory)
     return Trap(config, camera, pir, store, hardware.clock,
-                station_info(config, camera.model), on_event, debug)
+                station_info(config, camera.model), on_event, sensors, debug)
 
 
 def close_trap(trap: Trap) -> None:

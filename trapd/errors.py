@@ -6,7 +6,9 @@
     │   ├── CameraUnavailable            no camera, or it will not reopen
     │   └── GpioUnavailable              no GPIO pin factory, or the pin is busy
     ├── CaptureFailed (RuntimeError)     one capture timed out or errored (recoverable)
-    └── StorageError (OSError)           the queue cannot be opened or written
+    ├── StorageError (OSError)           the queue cannot be opened or written
+    ├── ExportError (ValueError)         a Camtrap DP package cannot be written or retimed
+    └── OffloadError (OSError)           the offload destination is missing, full or conflicting
 """
 
 
@@ -37,4 +39,12 @@ class CaptureFailed(TrapdError, RuntimeError):
 
 
 class StorageError(TrapdError, OSError):
+    pass
+
+
+class ExportError(TrapdError, ValueError):
+    pass
+
+
+class OffloadError(TrapdError, OSError):
     pass

@@ -30,14 +30,14 @@ XMP_PREFIX = "trap"
 MAKE = "trapd"
 
 
-def _package_version() -> str:
+def package_version() -> str:
     try:
         return importlib.metadata.version("trapd")
     except importlib.metadata.PackageNotFoundError:
         return "0+unknown"
 
 
-SOFTWARE = f"trapd {_package_version()}"
+SOFTWARE = f"trapd {package_version()}"
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _SOI = b"\xff\xd8"
@@ -83,7 +83,16 @@ class CaptureInfo:
     analogue_gain: float | None
     digital_gain: float | None
     lux: float | None = None
-    temperature_c: float | None = None
+    temperature_c: float | None = None  # ambient (air) temperature, from a probe
+    cpu_temperature_c: float | None = None
+    battery_voltage_v: float | None = None
+    moon_phase: str | None = None  # trapd.moon.PHASE_NAMES
+    clock_synchronised: bool | None = None  # None = unknown
+
+    @property
+    def sequence_text(self) -> str:
+        """Reconyx-style "n of m"."""
+        return f"{self.sequence} of {self.event_length}"
 
 
 def local_time(wall_time_ns: int, tz: dt.tzinfo) -> dt.datetime:
@@ -97,7 +106,7 @@ def build_exif(station: StationInfo, capture: CaptureInfo) -> bytes:
     taken = local_time(capture.wall_time_ns, station.utc_offset)
     ifds = {"0th": _image_ifd(station, capture, taken),
             "Exif": _exif_ifd(station, capture, taken)}
-    gps = _gps_ifd(station)
+    gps = gps_ifd(station)
     if gps:
         ifds["GPS"] = gps
     return piexif.dump(ifds)
@@ -111,7 +120,7 @@ def _image_ifd(station: StationInfo, capture: CaptureInfo, taken: dt.datetime) -
         piexif.ImageIFD.DateTime: _exif_datetime(taken),
         piexif.ImageIFD.ImageDescription: _text(
             f"{station.station_id} {capture.event_id} "
-            f"{capture.sequence} of {capture.event_length} {capture.trigger_source}"),
+            f"{capture.sequence_text} {capture.trigger_source}"),
         piexif.ImageIFD.Artist: _text(station.owner),
         piexif.ImageIFD.Copyright: _text(f"(c) {taken.year} {station.owner}, {station.license}"),
         piexif.ImageIFD.Orientation: 1,
@@ -160,7 +169,7 @@ def _sensor_tags(capture: CaptureInfo) -> dict:
     return tags
 
 
-def _gps_ifd(station: StationInfo) -> dict:
+def gps_ifd(station: StationInfo) -> dict:
     """GPS tags for the station; empty when its position is unknown."""
     if station.latitude is None or station.longitude is None:
         return {}
@@ -208,14 +217,19 @@ def _exif_offset(t: dt.datetime) -> str:
 
 
 def _user_comment(station: StationInfo, capture: CaptureInfo) -> bytes:
-    comment = ";".join(f"{key}={value}" for key, value in (
+    pairs = [
         ("station", station.station_id),
         ("deployment", station.deployment_id),
         ("event", capture.event_id),
         ("seq", f"{capture.sequence}/{capture.event_length}"),
         ("trigger", capture.trigger_source),
         ("motion", _score(capture.motion_score)),
-    ))
+    ]
+    if capture.moon_phase is not None:
+        pairs.append(("moon", capture.moon_phase))
+    if capture.clock_synchronised is not None:
+        pairs.append(("clock", "synced" if capture.clock_synchronised else "unsynced"))
+    comment = ";".join(f"{key}={value}" for key, value in pairs)
     encoding = "ascii" if comment.isascii() else "unicode"
     return piexif.helper.UserComment.dump(comment, encoding)
 
@@ -265,6 +279,17 @@ def _xmp_fields(station: StationInfo, capture: CaptureInfo) -> dict[str, str]:
     }
     if capture.motion_score is not None:
         fields["MotionScore"] = _score(capture.motion_score)
+    fields["EventNumber"] = str(capture.event_number)
+    fields["Sequence"] = capture.sequence_text
+    optional = {
+        "MoonPhase": capture.moon_phase,
+        "AmbientTemperature": capture.temperature_c,
+        "CPUTemperature": capture.cpu_temperature_c,
+        "BatteryVoltage": capture.battery_voltage_v,
+    }
+    fields.update({name: str(value) for name, value in optional.items() if value is not None})
+    if capture.clock_synchronised is not None:
+        fields["ClockSynchronised"] = "True" if capture.clock_synchronised else "False"
     return fields
 
 

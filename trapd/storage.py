@@ -37,11 +37,18 @@ FILE_MODE = 0o640
 DIR_MODE = 0o750
 MB = 1024 * 1024
 
-# Frame states. Kept frames start `pending`; export/offload move them on.
+# Frame states. Kept frames start `pending`; export/offload move them on:
+# pending -> exported (in a package made with --mark-exported) -> offloaded
+# (copy verified on a drive) -> freed (removed from the card after that).
 DROPPED = "dropped"          # the filter found nothing; no file
 PENDING = "pending"          # saved, waiting for export/offload
 NOT_SAVED = "not_saved"      # kept, but below the free-space floor
 MISSING = "missing"          # indexed, but the file vanished (found at start-up)
+EXPORTED = "exported"        # written into a Camtrap DP package (still on the card)
+OFFLOADED = "offloaded"      # a copy on an offload drive matched its SHA-256
+FREED = "freed"              # removed from the card by `offload --free`, after OFFLOADED
+ON_CARD = (PENDING, EXPORTED, OFFLOADED)
+NOT_OFFLOADED = (PENDING, EXPORTED)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -54,7 +61,9 @@ CREATE TABLE IF NOT EXISTS events (
     trigger_wall_ns INTEGER NOT NULL,
     ended_wall_ns INTEGER,
     state TEXT NOT NULL DEFAULT 'open',
-    note TEXT
+    note TEXT,
+    clock_synced INTEGER,
+    wall_jump_ns INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS frames (
     id INTEGER PRIMARY KEY,
@@ -71,9 +80,24 @@ CREATE TABLE IF NOT EXISTS frames (
     size_bytes INTEGER,
     sha256 TEXT,
     metadata TEXT,
+    exported_wall_ns INTEGER,
+    offload_dest TEXT,
+    offload_path TEXT,
+    offloaded_wall_ns INTEGER,
     UNIQUE (event_number, sequence)
 );
 """
+
+# Columns added since the first release, added to an older queue.db on open
+# (ALTER TABLE ... ADD COLUMN keeps every row). `clock_synced` NULL = not recorded.
+ADDED_COLUMNS = (
+    ("events", "clock_synced", "INTEGER"),
+    ("events", "wall_jump_ns", "INTEGER NOT NULL DEFAULT 0"),
+    ("frames", "exported_wall_ns", "INTEGER"),
+    ("frames", "offload_dest", "TEXT"),
+    ("frames", "offload_path", "TEXT"),
+    ("frames", "offloaded_wall_ns", "INTEGER"),
+)
 
 
 @dataclass(frozen=True)
@@ -112,20 +136,34 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
+            self._add_missing_columns()
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open the image queue at {self.root}: {exc}") from exc
         os.chmod(self.root / DB_NAME, FILE_MODE)
         if recover:
             self.recover()
 
+    def _add_missing_columns(self) -> None:
+        for table, column, declaration in ADDED_COLUMNS:
+            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                log.info("upgrading the queue index: adding %s.%s", table, column)
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
     # -- events -----------------------------------------------------------
     def open_event(self, station_id: str, deployment_id: str, trigger: str,
-                   trigger_monotonic_ns: int, trigger_wall_ns: int) -> EventRecord:
+                   trigger_monotonic_ns: int, trigger_wall_ns: int,
+                   clock_synced: bool | None = None, wall_jump_ns: int = 0) -> EventRecord:
+        """`clock_synced`: the kernel's verdict at the trigger (None = unknown);
+        `wall_jump_ns`: wall-clock steps seen since the previous event."""
+        synced = None if clock_synced is None else int(clock_synced)
         with self._transaction():
             cursor = self._db.execute(
                 "INSERT INTO events (event_id, station_id, deployment_id, trigger,"
-                " trigger_monotonic_ns, trigger_wall_ns) VALUES ('', ?, ?, ?, ?, ?)",
-                (station_id, deployment_id, trigger, trigger_monotonic_ns, trigger_wall_ns))
+                " trigger_monotonic_ns, trigger_wall_ns, clock_synced, wall_jump_ns)"
+                " VALUES ('', ?, ?, ?, ?, ?, ?, ?)",
+                (station_id, deployment_id, trigger, trigger_monotonic_ns, trigger_wall_ns,
+                 synced, wall_jump_ns))
             number = cursor.lastrowid
             event_id = f"{deployment_id}-E{number:06d}"
             self._db.execute("UPDATE events SET event_id = ? WHERE number = ?", (event_id, number))
@@ -136,6 +174,12 @@ class Store:
             self._db.execute(
                 "UPDATE events SET state = 'closed', ended_wall_ns = ?, note = ? WHERE number = ?",
                 (ended_wall_ns, note, event.number))
+
+    def add_wall_jump(self, event: EventRecord, jump_ns: int) -> None:
+        """A wall-clock step seen while `event` was in progress."""
+        with self._transaction():
+            self._db.execute("UPDATE events SET wall_jump_ns = wall_jump_ns + ? WHERE number = ?",
+                             (jump_ns, event.number))
 
     # -- frames -----------------------------------------------------------
     def add_frame(self, record: FrameRecord, jpeg: bytes | None = None,
@@ -205,8 +249,8 @@ class Store:
 
     def _mark_missing_files(self) -> None:
         for row_id, file in self._db.execute(
-                "SELECT id, file FROM frames WHERE file IS NOT NULL AND state != ?", (MISSING,)
-        ).fetchall():
+                "SELECT id, file FROM frames WHERE file IS NOT NULL AND state NOT IN (?, ?)",
+                (MISSING, FREED)).fetchall():
             if not (self.root / file).exists():
                 log.error("indexed image %s is missing from the card", file)
                 with self._transaction():
@@ -251,6 +295,8 @@ class Store:
         for file, size, digest, state in self._db.execute(
                 "SELECT file, size_bytes, sha256, state FROM frames WHERE file IS NOT NULL"):
             indexed.add(file)
+            if state == FREED:
+                continue
             problem = _check_image(self.root / file, size, digest)
             if problem:
                 problems.append(f"{file}: {problem}" + (" (known missing)" if state == MISSING else ""))
@@ -258,6 +304,53 @@ class Store:
             if str(path.relative_to(self.root)) not in indexed:
                 problems.append(f"{path.relative_to(self.root)}: no index row")
         return problems
+
+    # -- export and offload -------------------------------------------------
+    def saved_frames(self, states: tuple[str, ...], deployment_id: str | None = None,
+                     since_wall_ns: int | None = None, offload_dest: str | None = None
+                     ) -> list[sqlite3.Row]:
+        """Saved frames in capture order (event number, then sequence), each with
+        its event's fields (event_id, trigger, clock_synced, wall_jump_ns,
+        deployment_id, trigger_wall_ns, ended_wall_ns)."""
+        marks = ",".join("?" * len(states))
+        query = ("SELECT f.*, e.event_id, e.trigger, e.clock_synced, e.wall_jump_ns,"
+                 " e.deployment_id, e.station_id, e.trigger_wall_ns, e.ended_wall_ns"
+                 " FROM frames f JOIN events e ON e.number = f.event_number"
+                 f" WHERE f.file IS NOT NULL AND f.state IN ({marks})")
+        params: list = list(states)
+        for condition, value in (("e.deployment_id = ?", deployment_id),
+                                 ("f.capture_wall_ns >= ?", since_wall_ns),
+                                 ("f.offload_dest = ?", offload_dest)):
+            if value is not None:
+                query += " AND " + condition
+                params.append(value)
+        cursor = self._db.execute(query + " ORDER BY f.event_number, f.sequence", params)
+        cursor.row_factory = sqlite3.Row
+        return cursor.fetchall()
+
+    def deployments(self) -> list[str]:
+        return [r[0] for r in self._db.execute(
+            "SELECT DISTINCT deployment_id FROM events ORDER BY deployment_id")]
+
+    def mark_exported(self, frame_ids: list[int], wall_ns: int) -> int:
+        """Pending frames among `frame_ids` become exported; returns how many."""
+        with self._transaction():
+            return sum(self._db.execute(
+                "UPDATE frames SET state = ?, exported_wall_ns = ? WHERE id = ? AND state = ?",
+                (EXPORTED, wall_ns, frame_id, PENDING)).rowcount for frame_id in frame_ids)
+
+    def mark_offloaded(self, frame_id: int, dest: str, path: str, wall_ns: int) -> None:
+        with self._transaction():
+            self._db.execute(
+                "UPDATE frames SET state = ?, offload_dest = ?, offload_path = ?,"
+                " offloaded_wall_ns = ? WHERE id = ?", (OFFLOADED, dest, path, wall_ns, frame_id))
+
+    def mark_freed(self, frame_id: int) -> None:
+        """Record that the card's copy goes; call before deleting the file, so a
+        crash in between leaves a file the index still knows (never a gap)."""
+        with self._transaction():
+            self._db.execute("UPDATE frames SET state = ? WHERE id = ? AND state = ?",
+                             (FREED, frame_id, OFFLOADED))
 
     def frames(self, event_number: int) -> list[sqlite3.Row]:
         cursor = self._db.execute(

@@ -21,8 +21,11 @@ from trapd.clock import Clock
 from trapd.config import Config
 from trapd.errors import CaptureFailed
 from trapd.metadata import CaptureInfo, StationInfo, build_exif, build_xmp, local_time, tag_jpeg
+from trapd.moon import moon_phase
 from trapd.motion import MotionFilter
+from trapd.sensors import SensorReadings, Sensors
 from trapd.storage import EventRecord, FrameRecord, Store
+from trapd.timekeeping import WallClockWatch
 from trapd.trigger import PirTrigger, Trigger
 
 log = logging.getLogger(__name__)
@@ -59,8 +62,11 @@ class EventReport:
 class _Event:
     """Bookkeeping for the event in progress."""
 
-    def __init__(self, record: EventRecord, trigger: Trigger, frames_due: int) -> None:
+    def __init__(self, record: EventRecord, trigger: Trigger, frames_due: int,
+                 readings: SensorReadings, clock_synced: bool | None) -> None:
         self.record = record
+        self.readings = readings
+        self.clock_synced = clock_synced
         self.trigger = trigger
         self.frames_due = frames_due
         self.next_frame_ns = trigger.t_monotonic_ns
@@ -71,15 +77,19 @@ class _Event:
 class Trap:
     def __init__(self, config: Config, camera: Camera, pir: PirTrigger, store: Store,
                  clock: Clock, station: StationInfo,
-                 on_event: Callable[[EventReport], None] | None = None, debug=None) -> None:
+                 on_event: Callable[[EventReport], None] | None = None,
+                 sensors: Sensors | None = None, debug=None) -> None:
         self.camera = camera
         self.debug = debug          # a DebugImages, or None
         self.pir = pir
         self.store = store
         self.clock = clock
         self.on_event = on_event
+        self.sensors = sensors or Sensors()
         self._event: _Event | None = None
         self._quiet_until_ns = 0
+        self._wall_watch = WallClockWatch()
+        self._wall_jump_ns = 0  # steps seen since the last event opened
         self._apply(config, station)
 
     def _apply(self, config: Config, station: StationInfo) -> None:
@@ -112,6 +122,7 @@ class Trap:
         except CaptureFailed as exc:
             self._camera_failed(str(exc))
             return
+        self._watch_wall_clock(frame)
         trigger = self._next_trigger()
         if self._event is None and trigger is not None:
             if frame.sensor_timestamp_ns < trigger.t_monotonic_ns:
@@ -134,6 +145,19 @@ class Trap:
 
     def close(self) -> None:
         self._ring.clear()
+        self.sensors.close()
+
+    def _watch_wall_clock(self, frame: Frame) -> None:
+        jump_ns = self._wall_watch.observe(frame.sensor_timestamp_ns, frame.wall_ns)
+        if not jump_ns:
+            return
+        log.warning("wall clock jumped by %+.3f s (monotonic clock as reference); "
+                    "recorded with the %s event", jump_ns / NS,
+                    "current" if self._event else "next")
+        if self._event is not None:
+            self.store.add_wall_jump(self._event.record, jump_ns)
+        else:
+            self._wall_jump_ns += jump_ns
 
     # -- triggers ---------------------------------------------------------
     def _next_trigger(self) -> Trigger | None:
@@ -144,9 +168,13 @@ class Trap:
         return None
 
     def _start_event(self, trigger: Trigger) -> None:
+        clock_synced = self.clock.is_synchronised()
         record = self.store.open_event(self.station.station_id, self.station.deployment_id,
-                                       trigger.source, trigger.t_monotonic_ns, trigger.t_wall_ns)
-        self._event = _Event(record, trigger, self.config.burst.frames)
+                                       trigger.source, trigger.t_monotonic_ns, trigger.t_wall_ns,
+                                       clock_synced, self._wall_jump_ns)
+        self._wall_jump_ns = 0
+        self._event = _Event(record, trigger, self.config.burst.frames, self.sensors.read(),
+                             clock_synced)
         pre_trigger = self._ring.take_before(trigger.t_monotonic_ns)
         first_ns = pre_trigger[0].sensor_timestamp_ns if pre_trigger else trigger.t_monotonic_ns
         background = (self._ring.lores_before(first_ns)
@@ -215,7 +243,11 @@ class Trap:
             trigger_source=event.trigger.source, motion_score=round(record.score, 5),
             width=w, height=h, exposure_time_us=m.get("ExposureTime"),
             analogue_gain=m.get("AnalogueGain"), digital_gain=m.get("DigitalGain"),
-            lux=m.get("Lux"))
+            lux=m.get("Lux"), temperature_c=event.readings.ambient_temperature_c,
+            cpu_temperature_c=event.readings.cpu_temperature_c,
+            battery_voltage_v=event.readings.battery_voltage_v,
+            moon_phase=moon_phase(record.capture_wall_ns).name,
+            clock_synchronised=event.clock_synced)
         jpeg = frame.encode_jpeg(self.config.storage.jpeg_quality)
         return tag_jpeg(jpeg, build_exif(self.station, capture), build_xmp(self.station, capture))
 
