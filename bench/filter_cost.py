@@ -1,5 +1,9 @@
-"""Per-frame cost of the empty-frame filter on lores frames, against the
-picamera2 example's mean-squared-difference score measured in the same run.
+"""Per-frame cost of the empty-frame filter on lores frames, on one core,
+beside two references measured in the same run: the picamera2 example's
+mean-squared-difference score, and one full-resolution (4056x3040) JPEG
+encode from YUV420 planes with simplejpeg, what saving a kept frame costs.
+Also the process's peak RSS before and after all the scoring (the filter
+must not grow).
 
     .venv/bin/python bench/filter_cost.py [--frames N] [--scenario NAME]
 
@@ -10,11 +14,13 @@ timing is wall-clock per call, median over all frames.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
 
 import cv2
 import numpy as np
+import simplejpeg
 
 from hw_sim.scenario import load_scenario
 from hw_sim.scene import Scene
@@ -44,23 +50,48 @@ def median_ms(score, frames: list[np.ndarray]) -> float:
     return statistics.median(times) * 1000
 
 
+def full_resolution_encode_ms(repeats: int = 5) -> float:
+    w, h = 4056, 3040
+    rng = np.random.default_rng(0)
+    y = cv2.resize(rng.integers(0, 255, (76, 101), np.uint8), (w, h))
+    u = np.full((h // 2, w // 2), 128, np.uint8)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        simplejpeg.encode_jpeg_yuv_planes(y, u, u, quality=90)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--scenario", default="default")
     args = parser.parse_args()
+    cv2.setNumThreads(1)
     config = load_config(DEFAULT_CONFIG_PATH)
     frames = lores_frames(args.scenario, args.frames, config.hardware.camera.lores_size)
     motion = MotionFilter(config.filter, config.hardware.camera)
     motion.set_background(frames[: config.filter.background_frames])
 
     baseline = median_ms(picamera2_example_score, frames)
-    ours = median_ms(lambda _, current: motion.score(current), frames)
-    print(f"{len(frames)} lores frames {frames[0].shape[1]}x{frames[0].shape[0]}, median per frame")
-    print(f"| filter                               | ms/frame | x baseline |")
-    print(f"|--------------------------------------|----------|------------|")
-    print(f"| picamera2 example MSE (baseline)     | {baseline:8.3f} | {1.0:10.1f} |")
-    print(f"| trapd MotionFilter.score             | {ours:8.3f} | {ours / baseline:10.1f} |")
+    motion.score(frames[-1])
+    rss_before = peak_rss_mb()
+    ours = median_ms(lambda _, current: motion.score(current), frames * 3)
+    rss_after = peak_rss_mb()
+    encode = full_resolution_encode_ms()
+    print(f"{len(frames) * 3} scores of {len(frames)} lores frames "
+          f"{frames[0].shape[1]}x{frames[0].shape[0]}, one core, median per call")
+    print(f"| step                                 | ms/frame | % of a 12 MP JPEG encode |")
+    print(f"|--------------------------------------|----------|--------------------------|")
+    print(f"| picamera2 example MSE (baseline)     | {baseline:8.3f} | {100 * baseline / encode:23.1f}% |")
+    print(f"| trapd MotionFilter.score             | {ours:8.3f} | {100 * ours / encode:23.1f}% |")
+    print(f"| simplejpeg 4056x3040 YUV420 encode   | {encode:8.3f} | {100.0:23.1f}% |")
+    print(f"peak RSS {rss_before:.1f} MB before scoring, {rss_after:.1f} MB after")
 
 
 if __name__ == "__main__":

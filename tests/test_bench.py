@@ -11,3 +11,4 @@ def test_filter_cost_bench_prints_its_table_with_the_baseline():
                             capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert "baseline" in result.stdout and "trapd MotionFilter.score" in result.stdout
+    assert "JPEG encode" in result.stdout and "peak RSS" in result.stdout
