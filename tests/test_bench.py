@@ -12,3 +12,10 @@ def test_filter_cost_bench_prints_its_table_with_the_baseline():
     assert result.returncode == 0, result.stderr
     assert "baseline" in result.stdout and "trapd MotionFilter.score" in result.stdout
     assert "JPEG encode" in result.stdout and "peak RSS" in result.stdout
+
+
+def test_filter_scenarios_bench_prints_a_row_per_scenario():
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "filter_scenarios.py"), "clouds"],
+                            capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "| clouds" in result.stdout and "empty frames dropped" in result.stdout
