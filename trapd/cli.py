@@ -1,4 +1,4 @@
-"""`trapd` command line: run, sim, check-config, status, verify, export, offload, retime.
+"""`trapd` command line: run, sim, check-config, status, verify, export, offload, retime, sync.
 
 One function per command; the work is done in the modules they call."""
 
@@ -76,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     offload.add_argument("--free", action="store_true",
                          help="then delete from the card the images whose copy verified")
     _add_location_options(offload)
+
+    sync = commands.add_parser("sync", help="upload images not yet in the object store "
+                               "(fleet.sync), verified, within budget and windows; then stop")
+    _add_location_options(sync)
 
     retime = commands.add_parser("retime", help="shift every camera time in an exported package")
     retime.add_argument("package", help="Camtrap DP package directory (trapd export output)")
@@ -259,6 +263,25 @@ def _offload(args) -> int:
     return EXIT_PROBLEMS if result.problems else EXIT_OK
 
 
+def _sync(args) -> int:
+    from trapd.config import load_config
+    from trapd.fleet.outbox import FleetDb
+    from trapd.fleet.sync import Syncer, s3_client
+
+    config = load_config(args.config)
+    store = _open_store(args, config)
+    db = FleetDb(store.root)
+    try:
+        result = Syncer(config, store, db, s3_client(config)).run_once()
+    finally:
+        db.close()
+        store.close()
+    print(result.summary())
+    for problem in result.problems:
+        print(problem)
+    return EXIT_PROBLEMS if result.problems else EXIT_OK
+
+
 def _retime(args) -> int:
     from trapd.export import retime_package
     shift = _shift_ns(args.shift)
@@ -269,7 +292,7 @@ def _retime(args) -> int:
 
 COMMANDS = {"run": _run, "sim": _sim, "check-config": _check_config,
             "status": _status, "verify": _verify, "eval-filter": _eval_filter,
-            "export": _export, "offload": _offload, "retime": _retime}
+            "export": _export, "offload": _offload, "retime": _retime, "sync": _sync}
 
 if __name__ == "__main__":
     sys.exit(main())

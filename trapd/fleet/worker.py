@@ -1,0 +1,125 @@
+"""The background drainer: heartbeats, outbox draining and image sync in one
+thread beside the capture loop.
+
+The capture thread only ever calls `on_event`, which is one local INSERT into
+the outbox; all network work (connect, publish, upload) happens here, on its
+own SQLite connections, so a stalled link never delays a capture.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from trapd.config import Config
+from trapd.fleet.outbox import FleetDb
+from trapd.fleet.telemetry import Telemetry, event_payload, heartbeat_payload, topic
+from trapd.storage import Store
+from trapd.timekeeping import kernel_clock_synchronised
+
+log = logging.getLogger(__name__)
+
+FIRMWARE_VERSION = "0.1.0"
+TICK_S = 1.0
+
+
+class FleetWorker:
+    def __init__(self, config: Config, storage_root: str, syncer=None, telemetry: Telemetry | None = None,
+                 readings: Callable[[], object] = lambda: None,
+                 wall_ns: Callable[[], int] = time.time_ns,
+                 clock_synced: Callable[[], bool | None] = kernel_clock_synchronised) -> None:
+        self.config = config
+        self.station_id = config.station.station_id
+        self.db = FleetDb(storage_root)
+        self.store = Store(storage_root, config.storage.min_free_mb, recover=False)
+        self.syncer = syncer
+        self.telemetry = telemetry
+        self.readings = readings
+        self.wall_ns = wall_ns
+        self.clock_synced = clock_synced
+        self._stop = threading.Event()
+        self._heartbeat_now = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="trapd-fleet", daemon=True)
+
+    # -- called from the capture thread: local writes only -------------------
+    def on_event(self, report) -> None:
+        self.db.enqueue(self.station_id, topic(self.station_id, "event"),
+                        event_payload(self.station_id, self.wall_ns(), report), self.wall_ns())
+
+    def on_command(self, command: str, payload: bytes) -> None:
+        if command == "status":
+            self._heartbeat_now.set()
+
+    def queue_heartbeat(self) -> str:
+        payload = heartbeat_payload(self.station_id, FIRMWARE_VERSION, self.wall_ns(),
+                                    self.store.status(), self._queue_depth(), self.readings(),
+                                    self.clock_synced())
+        return self.db.enqueue(self.station_id, topic(self.station_id, "heartbeat"), payload,
+                               self.wall_ns())
+
+    def _queue_depth(self) -> int:
+        """Images on the card not yet verified in the object store."""
+        from trapd.storage import ON_CARD
+        done = self.db.verified_media()
+        return sum(1 for f in self.store.saved_frames(ON_CARD) if f["media_id"] not in done)
+
+    # -- the thread ------------------------------------------------------------
+    def start(self) -> "FleetWorker":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.warning("fleet: a transfer is still in progress; it resumes at the next start")
+            return
+        if self.telemetry:
+            self.telemetry.close()
+        self.db.close()
+        self.store.close()
+
+    def _loop(self) -> None:
+        next_heartbeat = next_sync = 0.0
+        heartbeat_s = self.config.fleet.telemetry.heartbeat_interval_s
+        sync_s = self.config.fleet.sync.interval_s
+        while not self._stop.is_set():
+            now = time.monotonic()
+            try:
+                if self.telemetry and (now >= next_heartbeat or self._heartbeat_now.is_set()):
+                    self._heartbeat_now.clear()
+                    self.queue_heartbeat()
+                    next_heartbeat = now + heartbeat_s
+                if self.telemetry:
+                    self.telemetry.drain(timeout_s=5.0)
+                if self.syncer and now >= next_sync:
+                    self.syncer.run_once()
+                    next_sync = time.monotonic() + sync_s
+            except Exception:  # the link must never take the trap down
+                log.exception("fleet: drainer error; retrying")
+            self._stop.wait(TICK_S)
+
+
+def start_fleet(config: Config, trap) -> FleetWorker:
+    """Build telemetry and sync from config.fleet, hook the trap's events, start the thread."""
+    from trapd.fleet.sync import Syncer, s3_client
+
+    root = str(trap.store.root)
+    worker = FleetWorker(config, root, readings=lambda: trap.sensors.read())
+    if config.fleet.telemetry.broker_url:
+        worker.telemetry = Telemetry(config.station.station_id, config.fleet.telemetry, worker.db,
+                                     FIRMWARE_VERSION, on_command=worker.on_command)
+    if config.fleet.sync.enabled:
+        worker.syncer = Syncer(config, worker.store, worker.db, s3_client(config),
+                               battery_v=lambda: trap.sensors.read().battery_voltage_v)
+    previous = trap.on_event
+
+    def on_event(report) -> None:
+        if previous:
+            previous(report)
+        worker.on_event(report)
+
+    trap.on_event = on_event
+    return worker.start()
