@@ -184,3 +184,7 @@ def copy_queue(storage: Path, to: Path) -> Path:
 
 def camtrap_validator() -> Path:
     return require_shared("camtrap-dp/validate.py")
+
+
+# --- fleet: real Mosquitto and SeaweedFS on loopback (tests/fleet_servers.py) ---
+from fleet_servers import broker, fleet_ca, s3_store  # noqa: E402,F401

