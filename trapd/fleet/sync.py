@@ -73,6 +73,11 @@ def in_windows(windows: tuple, local: datetime) -> bool:
     return False
 
 
+def _denied(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {}).get("Code")
+    return error in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch")
+
+
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -131,7 +136,9 @@ class Syncer:
             except (ClientError, OSError) as exc:
                 result.problems.append(f"{frame['file']}: {exc}")
                 log.warning("sync of %s failed: %s", frame["file"], exc)
-                if not isinstance(exc, ClientError):
+                if not isinstance(exc, ClientError) or _denied(exc):
+                    result.stopped = "the store refused this station's credentials" \
+                        if isinstance(exc, ClientError) else "card read error"
                     break
         if result.uploaded or result.stopped or result.problems:
             log.info(result.summary())
