@@ -114,6 +114,12 @@ def start_fleet(config: Config, trap) -> FleetWorker:
     if config.fleet.sync.enabled:
         worker.syncer = Syncer(config, worker.store, worker.db, s3_client(config),
                                battery_v=lambda: trap.sensors.read().battery_voltage_v)
+    attach(worker, trap)
+    return worker.start()
+
+
+def attach(worker: FleetWorker, trap) -> None:
+    """Queue an event summary for every finished event (after the trap's own callback)."""
     previous = trap.on_event
 
     def on_event(report) -> None:
@@ -122,4 +128,3 @@ def start_fleet(config: Config, trap) -> FleetWorker:
         worker.on_event(report)
 
     trap.on_event = on_event
-    return worker.start()
