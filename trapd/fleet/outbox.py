@@ -135,6 +135,27 @@ class FleetDb:
         return {r[0] for r in self._run(
             "SELECT media_id FROM upload_state WHERE verified_ns IS NOT NULL")}
 
+    def unsynced_frames(self, states: tuple[str, ...], limit: int) -> list[sqlite3.Row]:
+        """Saved frames not yet verified in the store, newest event first, in
+        capture order within an event, with their event's fields."""
+        marks = ",".join("?" * len(states))
+        with self._lock:
+            cursor = self._db.execute(
+                "SELECT f.*, e.event_id, e.deployment_id, e.station_id FROM frames f"
+                " JOIN events e ON e.number = f.event_number"
+                " LEFT JOIN upload_state u ON u.media_id = f.media_id"
+                f" WHERE f.file IS NOT NULL AND f.state IN ({marks}) AND u.verified_ns IS NULL"
+                " ORDER BY f.event_number DESC, f.sequence LIMIT ?", (*states, limit))
+            cursor.row_factory = sqlite3.Row
+            return cursor.fetchall()
+
+    def unsynced_count(self, states: tuple[str, ...]) -> int:
+        marks = ",".join("?" * len(states))
+        return self._run(
+            "SELECT COUNT(*) FROM frames f LEFT JOIN upload_state u ON u.media_id = f.media_id"
+            f" WHERE f.file IS NOT NULL AND f.state IN ({marks}) AND u.verified_ns IS NULL",
+            states).fetchone()[0]
+
     def bytes_sent(self, day: str) -> int:
         row = self._run("SELECT bytes FROM sync_bytes WHERE day = ?", (day,)).fetchone()
         return row[0] if row else 0

@@ -36,6 +36,7 @@ from trapd.storage import ON_CARD, Store
 log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
+BATCH = 200          # images looked at per run; the next run takes the rest
 NS = 1_000_000_000
 
 
@@ -120,9 +121,7 @@ class Syncer:
 
     def _queue(self) -> list:
         """Images not yet verified in the store: newest event first, in capture order within."""
-        done = self.db.verified_media()
-        frames = [f for f in self.store.saved_frames(ON_CARD) if f["media_id"] not in done]
-        return sorted(frames, key=lambda f: (-f["event_number"], f["sequence"]))
+        return self.db.unsynced_frames(ON_CARD, BATCH)
 
     # -- the run ------------------------------------------------------------
     def run_once(self) -> SyncResult:

@@ -62,8 +62,7 @@ class FleetWorker:
     def _queue_depth(self) -> int:
         """Images on the card not yet verified in the object store."""
         from trapd.storage import ON_CARD
-        done = self.db.verified_media()
-        return sum(1 for f in self.store.saved_frames(ON_CARD) if f["media_id"] not in done)
+        return self.db.unsynced_count(ON_CARD)
 
     # -- the thread ------------------------------------------------------------
     def start(self) -> "FleetWorker":
@@ -95,8 +94,9 @@ class FleetWorker:
                 if self.telemetry:
                     self.telemetry.drain(timeout_s=5.0)
                 if self.syncer and now >= next_sync:
-                    self.syncer.run_once()
-                    next_sync = time.monotonic() + sync_s
+                    result = self.syncer.run_once()
+                    # Link good: look again next tick. Stopped or failing: wait interval_s.
+                    next_sync = time.monotonic() + (sync_s if result.stopped or result.problems else 0)
             except Exception:  # the link must never take the trap down
                 log.exception("fleet: drainer error; retrying")
             self._stop.wait(TICK_S)
