@@ -39,7 +39,7 @@ import yaml  # noqa: E402
 from fleet_servers import (BUCKET, PROJECT, Mosquitto, SeaweedS3, ThrowawayCA,  # noqa: E402
                            mosquitto_binary, weed_binary)
 from conftest import shipped_config_dict  # noqa: E402
-from trapd.config import TelemetryConfig, parse_config  # noqa: E402
+from trapd.config import parse_config  # noqa: E402
 from trapd.fleet.outbox import FleetDb  # noqa: E402
 from trapd.fleet.sync import Syncer  # noqa: E402
 from trapd.fleet.telemetry import Telemetry, event_payload, topic  # noqa: E402
@@ -61,11 +61,15 @@ class FakeReport:
         self.frames = [type("F", (), {"kept": True, "file": "x"})() for _ in range(images)]
 
 
-def station_config(station: str, root: Path, s3: SeaweedS3, credentials: Path):
+def station_config(station: str, root: Path, broker: Mosquitto, s3: SeaweedS3, credentials: Path):
     data = shipped_config_dict()
     data["station"].update(station_id=station, deployment_id=f"{station}-2026-11")
     data["storage"] = {"root": str(root), "min_free_mb": 0}
+    cert, key = broker.ca.client(station)
     data["fleet"] = {"enabled": True, "project": PROJECT,
+                     "telemetry": {"broker_url": broker.url, "ca_file": str(broker.ca.ca),
+                                   "cert_file": str(cert), "key_file": str(key),
+                                   "heartbeat_interval_s": HEARTBEAT_S, "max_inflight": 10},
                      "sync": {"enabled": True, "endpoint_url": s3.endpoint, "bucket": BUCKET,
                               "credentials_file": str(credentials), "interval_s": 10}}
     return parse_config(yaml.safe_dump(data))
@@ -76,16 +80,13 @@ class SimTrap:
         self.station = station
         root = work / station
         root.mkdir()
-        self.config = station_config(station, root, s3, s3.credentials_file(station, work / f"{station}.cred"))
+        credentials = s3.credentials_file(station, work / f"{station}.cred")
+        self.config = station_config(station, root, broker, s3, credentials)
         self.capture_store = Store(root, 0)
         self.capture_db = FleetDb(root)
         self.worker = FleetWorker(self.config, str(root), clock_synced=lambda: True)
-        cert, key = ca.client(station)
-        self.worker.telemetry = Telemetry(
-            station, TelemetryConfig(broker_url=broker.url, ca_file=str(ca.ca), cert_file=str(cert),
-                                     key_file=str(key), heartbeat_interval_s=HEARTBEAT_S,
-                                     max_inflight=10),
-            self.worker.db, "bench", clock_synced=lambda: True)
+        self.worker.telemetry = Telemetry(station, self.config.fleet.telemetry, self.worker.db,
+                                          "bench", clock_synced=lambda: True)
         self.worker.syncer = Syncer(self.config, self.worker.store, self.worker.db, s3.client(station))
 
     def capture(self, images: int, size: int) -> None:

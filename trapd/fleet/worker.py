@@ -15,6 +15,7 @@ from typing import Callable
 
 from trapd.config import Config
 from trapd.fleet.outbox import FleetDb
+from trapd.fleet.secrets import FleetError
 from trapd.fleet.telemetry import Telemetry, event_payload, heartbeat_payload, topic
 from trapd.storage import Store
 from trapd.timekeeping import kernel_clock_synchronised
@@ -82,6 +83,7 @@ class FleetWorker:
 
     def _loop(self) -> None:
         next_heartbeat = next_sync = 0.0
+        last_problem = ""
         heartbeat_s = self.config.fleet.telemetry.heartbeat_interval_s
         sync_s = self.config.fleet.sync.interval_s
         while not self._stop.is_set():
@@ -97,6 +99,10 @@ class FleetWorker:
                     result = self.syncer.run_once()
                     # Link good: look again next tick. Stopped or failing: wait interval_s.
                     next_sync = time.monotonic() + (sync_s if result.stopped or result.problems else 0)
+            except FleetError as exc:           # e.g. clock not yet synchronised: said once
+                if str(exc) != last_problem:
+                    log.error("fleet: %s", exc)
+                    last_problem = str(exc)
             except Exception:  # the link must never take the trap down
                 log.exception("fleet: drainer error; retrying")
             self._stop.wait(TICK_S)
