@@ -59,3 +59,29 @@ def test_pir_events_are_captured_while_an_upload_is_stalled(bench):
     finally:
         store.release.set()
         worker.stop()
+
+
+def test_an_unsynchronised_clock_stops_the_link_not_the_trap(bench, tmp_path, caplog):
+    from trapd.fleet.worker import start_fleet
+    secret = tmp_path / "secret"
+    secret.write_text("aws_access_key_id = a\naws_secret_access_key = b\n")
+    secret.chmod(0o600)
+    fleet = {"enabled": True,
+             "telemetry": {"broker_url": "mqtts://127.0.0.1:9", "ca_file": str(secret),
+                           "cert_file": str(secret), "key_file": str(secret)},
+             "sync": {"enabled": True, "endpoint_url": "https://127.0.0.1:9",
+                      "credentials_file": str(secret)}}
+    b = bench(overrides={"fleet": fleet, "filter": {"enabled": False}})
+    worker = start_fleet(b.config, b.trap, clock_synced=lambda: False)
+    try:
+        b.pir_pulse_at(1.0)
+        b.run_for(10)
+        assert len(b.events) == 1 and any(f.file for f in b.events[0].frames)
+        worker._stop.wait(2.5)                      # a few drainer ticks
+        assert worker.db.outbox_depth() >= 1        # the event summary waits in the outbox
+    finally:
+        worker.stop()
+    refusals = [r.getMessage() for r in caplog.records if "not synchronised" in r.getMessage()]
+    assert any("MQTT over TLS not started" in m for m in refusals)
+    assert any("S3 over TLS not started" in m for m in refusals)
+    assert len(refusals) == len(set(refusals))      # each said once, not every tick

@@ -236,7 +236,7 @@ class Syncer:
             marker = page["NextPartNumberMarker"]
 
 
-def s3_client(config: Config):
+def s3_client(config: Config, clock_synced: Callable[[], bool | None] | None = None):
     """A boto3 client from the fleet.sync settings and its 0600 credentials file."""
     import boto3
     from botocore.config import Config as BotoConfig
@@ -249,7 +249,7 @@ def s3_client(config: Config):
         raise FleetError("fleet.sync.credentials_file is not set in config.yaml: name the 0600 "
                          "file holding this station's S3 keys")
     if sync.endpoint_url is None or sync.endpoint_url.startswith("https://"):
-        require_synchronised_clock(what="S3 over TLS")
+        require_synchronised_clock(*([clock_synced] if clock_synced else []), what="S3 over TLS")
     credentials = read_s3_credentials(sync.credentials_file)
     return boto3.client(
         "s3", endpoint_url=sync.endpoint_url, region_name=sync.region,

@@ -36,6 +36,7 @@ class FleetWorker:
         self.db = FleetDb(storage_root)
         self.store = Store(storage_root, config.storage.min_free_mb, recover=False)
         self.syncer = syncer
+        self.make_syncer: Callable[[], object] | None = None
         self.telemetry = telemetry
         self.readings = readings
         self.wall_ns = wall_ns
@@ -82,44 +83,64 @@ class FleetWorker:
         self.store.close()
 
     def _loop(self) -> None:
-        next_heartbeat = next_sync = 0.0
-        last_problem = ""
-        heartbeat_s = self.config.fleet.telemetry.heartbeat_interval_s
-        sync_s = self.config.fleet.sync.interval_s
+        self._next_heartbeat = self._next_sync = 0.0
+        self._problems_said: set[str] = set()
         while not self._stop.is_set():
-            now = time.monotonic()
-            try:
-                if self.telemetry and (now >= next_heartbeat or self._heartbeat_now.is_set()):
-                    self._heartbeat_now.clear()
-                    self.queue_heartbeat()
-                    next_heartbeat = now + heartbeat_s
-                if self.telemetry:
-                    self.telemetry.drain(timeout_s=5.0)
-                if self.syncer and now >= next_sync:
-                    result = self.syncer.run_once()
-                    # Link good: look again next tick. Stopped or failing: wait interval_s.
-                    next_sync = time.monotonic() + (sync_s if result.stopped or result.problems else 0)
-            except FleetError as exc:           # e.g. clock not yet synchronised: said once
-                if str(exc) != last_problem:
-                    log.error("fleet: %s", exc)
-                    last_problem = str(exc)
-            except Exception:  # the link must never take the trap down
-                log.exception("fleet: drainer error; retrying")
+            if self.telemetry:
+                self._guarded(self._telemetry_step)
+            if self.syncer or self.make_syncer:
+                self._guarded(self._sync_step)
             self._stop.wait(TICK_S)
 
+    def _guarded(self, step: Callable[[], None]) -> None:
+        """Run one step; the link must never take the trap down."""
+        try:
+            step()
+        except FleetError as exc:          # e.g. clock not yet synchronised: said once
+            if str(exc) not in self._problems_said:
+                log.error("fleet: %s", exc)
+                self._problems_said.add(str(exc))
+        except Exception:
+            log.exception("fleet: drainer error; retrying")
 
-def start_fleet(config: Config, trap) -> FleetWorker:
+    def _telemetry_step(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_heartbeat or self._heartbeat_now.is_set():
+            self._heartbeat_now.clear()
+            self.queue_heartbeat()
+            self._next_heartbeat = now + self.config.fleet.telemetry.heartbeat_interval_s
+        self.telemetry.drain(timeout_s=5.0)
+
+    def _sync_step(self) -> None:
+        now = time.monotonic()
+        if now < self._next_sync:
+            return
+        retry_s = self.config.fleet.sync.interval_s
+        if self.syncer is None:
+            self._next_sync = now + retry_s       # if building fails, try again after interval_s
+            self.syncer = self.make_syncer()
+        result = self.syncer.run_once()
+        # Link good: look again next tick. Stopped or failing: wait interval_s.
+        self._next_sync = time.monotonic() + (retry_s if result.stopped or result.problems else 0)
+
+
+def start_fleet(config: Config, trap,
+                clock_synced: Callable[[], bool | None] = kernel_clock_synchronised) -> FleetWorker:
     """Build telemetry and sync from config.fleet, hook the trap's events, start the thread."""
     from trapd.fleet.sync import Syncer, s3_client
 
     root = str(trap.store.root)
-    worker = FleetWorker(config, root, readings=lambda: trap.sensors.read())
+    worker = FleetWorker(config, root, readings=lambda: trap.sensors.read(),
+                         clock_synced=clock_synced)
     if config.fleet.telemetry.broker_url:
         worker.telemetry = Telemetry(config.station.station_id, config.fleet.telemetry, worker.db,
-                                     FIRMWARE_VERSION, on_command=worker.on_command)
+                                     FIRMWARE_VERSION, clock_synced=clock_synced,
+                                     on_command=worker.on_command)
     if config.fleet.sync.enabled:
-        worker.syncer = Syncer(config, worker.store, worker.db, s3_client(config),
-                               battery_v=lambda: trap.sensors.read().battery_voltage_v)
+        # Built in the thread: a bad key file or an unsynchronised clock is logged, never fatal.
+        worker.make_syncer = lambda: Syncer(
+            config, worker.store, worker.db, s3_client(config, clock_synced),
+            battery_v=lambda: trap.sensors.read().battery_voltage_v)
     attach(worker, trap)
     return worker.start()
 
