@@ -22,13 +22,12 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import statistics
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +75,7 @@ def station_config(station: str, root: Path, broker: Mosquitto, s3: SeaweedS3, c
 
 
 class SimTrap:
-    def __init__(self, station: str, work: Path, ca: ThrowawayCA, broker: Mosquitto, s3: SeaweedS3):
+    def __init__(self, station: str, work: Path, broker: Mosquitto, s3: SeaweedS3):
         self.station = station
         root = work / station
         root.mkdir()
@@ -147,7 +146,7 @@ def main() -> int:
         s3 = SeaweedS3(weed, work / "s3", stations).start()
         traps = []
         try:
-            traps = [SimTrap(s, work, ca, broker, s3) for s in stations]
+            traps = [SimTrap(s, work, broker, s3) for s in stations]
             rng = random.Random(7)
             stop = threading.Event()
             schedule = {t.station: time.monotonic() + rng.uniform(0, args.event_every) for t in traps}
