@@ -41,7 +41,11 @@ def test_an_event_reaches_the_broker_and_its_images_the_store(bench, broker, s3_
         b.run_for(10)
         event_id = b.events[0].event_id
         assert consumer.wait_for(lambda ms: any(p.get("event_id") == event_id for _, p, _ in ms))
-        assert any(p.get("type") == "heartbeat" for _, p, _ in consumer.messages)
+        heartbeat = next(p for _, p, _ in consumer.messages if p.get("type") == "heartbeat")
+        assert {"schema", "msg_id", "station", "time", "firmware", "battery_v",
+                "cpu_temperature_c", "ambient_temperature_c", "free_mb", "queue_depth",
+                "last_event", "clock_synced"} <= set(heartbeat)
+        assert heartbeat["station"] == STATION and heartbeat["free_mb"] > 0
         assert any(p.get("online") is True for t, p, _ in consumer.messages if t.endswith("/status"))
 
         frames = worker.store.saved_frames((PENDING,))

@@ -204,3 +204,14 @@ def test_a_key_readable_by_others_is_refused(tmp_path):
     link = Telemetry(STATION, config, FleetDb(tmp_path), "test", clock_synced=lambda: True)
     with pytest.raises(FleetError, match="chmod 600"):
         link.connect()
+
+
+def test_queued_messages_survive_a_restart_with_their_ids(tmp_path):
+    db = FleetDb(tmp_path)
+    ids = [db.enqueue(STATION, topic(STATION, "heartbeat"), {"n": n}, n) for n in range(3)]
+    db.close()
+    reopened = FleetDb(tmp_path)
+    pending = reopened.undelivered(10)
+    assert [m.msg_id for m in pending] == ids == [f"{STATION}-1", f"{STATION}-2", f"{STATION}-3"]
+    assert [json.loads(m.payload)["msg_id"] for m in pending] == ids
+    reopened.close()
