@@ -126,3 +126,21 @@ def test_outside_every_window_pir_edges_are_ignored(bench):
     b.run_for(3.0)
     assert b.events == []
     assert not b.rig.cameras[-1].started
+
+
+def test_walktest_prints_each_pir_edge_and_blinks_the_led(tmp_path, mock_factory):
+    from hw_sim.pir import PirOutputPin
+    from trapd.clock import VirtualClock
+    from trapd.technician import walktest
+
+    config = make_config(tmp_path, {"hardware": {"status_led_pin": 22}})
+    clock = VirtualClock()
+    pir = mock_factory.pin(config.hardware.pir_pin, pin_class=PirOutputPin)
+    for at in (1.0, 2.5):
+        clock.call_at(clock.monotonic_ns() + int(at * NS), pir.drive_high)
+        clock.call_at(clock.monotonic_ns() + int((at + 0.3) * NS), pir.drive_low)
+    lines = []
+    assert walktest(config, clock, mock_factory, duration_s=4, out=lines.append) == 2
+    assert [line.split(" at ")[0] for line in lines[1:]] == ["PIR edge 1", "PIR edge 2"]
+    led = mock_factory.pin(22)
+    assert [s.state for s in led.states].count(True) == 2 and not led.state

@@ -77,6 +77,18 @@ def _parser() -> argparse.ArgumentParser:
                          help="then delete from the card the images whose copy verified")
     _add_location_options(offload)
 
+    walk = commands.add_parser("walktest", help="blink the status LED and print each PIR edge "
+                               "(aim the sensor)")
+    walk.add_argument("--config", help="config.yaml to use (default: the shipped one)")
+    walk.add_argument("--seconds", type=float, default=300, help="how long (default 300)")
+    walk.add_argument("--sim", action="store_true", help="on the simulator's mock pins")
+
+    snap = commands.add_parser("snapshot", help="take one framed test image with the current settings")
+    snap.add_argument("path", nargs="?", default="snapshot.jpg", help="JPEG to write")
+    snap.add_argument("--config", help="config.yaml to use (default: the shipped one)")
+    snap.add_argument("--night", action="store_true", help="with the night exposure cap")
+    snap.add_argument("--sim", action="store_true", help="from the simulated camera")
+
     retime = commands.add_parser("retime", help="shift every camera time in an exported package")
     retime.add_argument("package", help="Camtrap DP package directory (trapd export output)")
     retime.add_argument("--shift", required=True, metavar="±DURATION",
@@ -267,9 +279,46 @@ def _retime(args) -> int:
     return EXIT_OK
 
 
+def _walktest(args) -> int:
+    from trapd.config import load_config
+    from trapd.technician import walktest
+    config = load_config(args.config)
+    if args.sim:
+        from gpiozero.pins.mock import MockFactory
+        from trapd.clock import SystemClock
+        walktest(config, SystemClock(), MockFactory(), args.seconds)
+        return EXIT_OK
+    from trapd.daemon import real_hardware
+    hardware = real_hardware()
+    walktest(config, hardware.clock, hardware.pin_factory, args.seconds)
+    return EXIT_OK
+
+
+def _snapshot(args) -> int:
+    from trapd.config import load_config
+    from trapd.technician import snapshot
+    config = load_config(args.config)
+    if args.sim:
+        from hw_sim.picamera2 import CameraRig
+        from hw_sim.scenario import load_scenario
+        from hw_sim.scene import Scene
+        from trapd.clock import VirtualClock
+        clock = VirtualClock()
+        picamera2_class = CameraRig(Scene(load_scenario("default"), clock.monotonic_ns()),
+                                    clock).picamera2_class
+    else:
+        from trapd.daemon import real_hardware
+        hardware = real_hardware()
+        picamera2_class, clock = hardware.picamera2_class, hardware.clock
+    path = snapshot(config, picamera2_class, clock, Path(args.path), args.night)
+    print(f"snapshot written to {path}")
+    return EXIT_OK
+
+
 COMMANDS = {"run": _run, "sim": _sim, "check-config": _check_config,
             "status": _status, "verify": _verify, "eval-filter": _eval_filter,
-            "export": _export, "offload": _offload, "retime": _retime}
+            "export": _export, "offload": _offload, "retime": _retime,
+            "walktest": _walktest, "snapshot": _snapshot}
 
 if __name__ == "__main__":
     sys.exit(main())
