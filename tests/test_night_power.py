@@ -144,3 +144,31 @@ def test_walktest_prints_each_pir_edge_and_blinks_the_led(tmp_path, mock_factory
     assert [line.split(" at ")[0] for line in lines[1:]] == ["PIR edge 1", "PIR edge 2"]
     led = mock_factory.pin(22)
     assert [s.state for s in led.states].count(True) == 2 and not led.state
+
+
+def test_low_battery_switches_to_standby_and_critical_stops_cleanly(bench, monkeypatch):
+    from gpiozero import Device
+
+    from hw_sim.adc import MockMCP3008
+
+    b = bench({"sensors": {"battery_adc_channel": 0, "battery_divider": 4.0},
+               "power": {"battery_low_v": 11.5, "battery_critical_v": 10.5}})
+    monkeypatch.setattr(Device, "pin_factory", b.factory)
+    adc = MockMCP3008(b.factory)
+    adc.set_battery(0, 12.4, 4.0)
+    b.run_for(1.0)
+    camera = b.rig.cameras[-1]
+    assert camera.started and not b.trap.stop_requested
+
+    adc.set_battery(0, 11.2, 4.0)
+    b.run_for(61.0)
+    assert not camera.started            # standby: camera off until a PIR edge
+    b.pir_pulse_at(0.5, 0.2)
+    b.run_for(3.0)
+    assert b.events and b.events[-1].frames[0].file
+
+    adc.set_battery(0, 10.2, 4.0)
+    b.run_for(61.0)
+    assert b.trap.stop_requested
+    image = b.trap.store.root / b.events[-1].frames[0].file
+    assert b"BatteryVoltage" in image.read_bytes() and b"11.2" in image.read_bytes()

@@ -189,11 +189,14 @@ def _shift_ns(text: str | None) -> int:
 
 
 def _status(args) -> int:
-    store = _open_store(args)
+    from trapd.config import load_config
+    config = load_config(args.config)
+    store = _open_store(args, config)
     try:
         status = store.status()
     finally:
         store.close()
+    status.update(_station_now(config))
     if args.json:
         print(json.dumps(status, indent=1))
         return EXIT_OK
@@ -204,7 +207,42 @@ def _status(args) -> int:
         print(f"  last event: {status['last_event']['event_id']} ({status['last_event']['trigger']})")
     floor_note = " BELOW FLOOR: not saving" if status["below_floor"] else ""
     print(f"  free space: {status['free_mb']} MB (floor {status['min_free_mb']} MB){floor_note}")
+    print(f"  sensors: {_readings_text(status['sensors'])}")
+    print(f"  schedule: {status['schedule']}")
     return EXIT_OK
+
+
+def _station_now(config) -> dict:
+    """Sensor readings and the schedule window, read now (None: sensor absent or unreadable)."""
+    import dataclasses
+
+    from trapd.daemon import sensors_from
+    from trapd.schedule import Schedule
+
+    sensors = sensors_from(config)
+    try:
+        readings = dataclasses.asdict(sensors.read())
+    finally:
+        sensors.close()
+    where = config.station.location
+    schedule = Schedule(config.schedule.windows, where.latitude, where.longitude, config.time.tz)
+    window = schedule.window_at(time.time_ns())
+    if not config.schedule.windows:
+        text = f"always operating ({config.power.mode})"
+    elif window is None:
+        text = "idle (outside every window)"
+    else:
+        text = f"in window {window.start}-{window.end} ({window.mode or config.power.mode})"
+    return {"sensors": readings, "schedule": text,
+            "night_now": schedule.is_night(time.time_ns())}
+
+
+def _readings_text(readings: dict) -> str:
+    def show(value, unit):
+        return "n/a" if value is None else f"{value:g} {unit}"
+    return (f"CPU {show(readings['cpu_temperature_c'], '°C')}, "
+            f"ambient {show(readings['ambient_temperature_c'], '°C')}, "
+            f"battery {show(readings['battery_voltage_v'], 'V')}")
 
 
 def _counts(by_state: dict) -> str:
