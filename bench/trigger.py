@@ -73,7 +73,7 @@ def pulse_times(events: int, gap_s: float) -> list[float]:
     rng = np.random.default_rng(1)
     times, t = [], 1.5
     for i in range(events):
-        t += gap_s + (rng.uniform(0, 0.1) if i % 3 else 0.0)
+        t += gap_s + rng.uniform(-0.15, 0.1)
         times.append(t)
     return times
 
@@ -136,7 +136,7 @@ def _idle_cpu(trap, clock, rig, seconds: float) -> tuple[float, float]:
 
 
 def _figures(edges, reports, cpu_idle) -> dict:
-    first, stored, pre, nxt, soft = [], [], [], [], []
+    first, stored, pre, nxt, soft, gaps = [], [], [], [], [], []
     recorded = 0
     for e in edges:
         # The trigger is stamped in the GPIO callback, a little after the scheduled edge;
@@ -158,10 +158,15 @@ def _figures(edges, reports, cpu_idle) -> dict:
             # (SensorTimestamp is the end of exposure; readout takes one frame, 100 ms).
             soft.append((post[0].arrived_ns - post[0].sensor_timestamp_ns - 100 * MS) / MS)
             stored.append((min(f.stored_ns for f in post if f.stored_ns) - e) / MS)
+        # Frames from before this edge in the record: the last 2 frame periods before it.
+        pre.append(sum(1 for x in reports for f in x.frames
+                       if f.file and e - 250 * MS <= f.sensor_timestamp_ns < e))
         if 0 <= r.trigger_ns - e < 50 * MS:
-            pre.append(sum(f.pre_trigger for f in r.frames))
+            earlier = [x for x in reports if x.trigger_ns < r.trigger_ns and x.frames]
+            if earlier:   # time since the previous event took its last frame
+                gaps.append((e - max(f.arrived_ns for f in earlier[-1].frames if f.arrived_ns)) / MS)
     return {"edges": len(edges), "recorded": recorded, "first": first, "stored": stored,
-            "pre": pre, "cpu_idle": cpu_idle, "next": nxt, "soft": soft}
+            "pre": pre, "cpu_idle": cpu_idle, "next": nxt, "soft": soft, "gaps": gaps}
 
 
 def run_still_switch(tmp: Path, events: int, main_size) -> dict:
@@ -205,7 +210,7 @@ def run_still_switch(tmp: Path, events: int, main_size) -> dict:
         stored.append((clock.monotonic_ns() - e) / MS)
     cam.close()
     return {"edges": len(edges), "recorded": seen, "first": first, "stored": stored,
-            "pre": [0] * seen, "cpu_idle": None, "next": first, "soft": []}
+            "pre": [0] * seen,  # nothing before the edge is kept "cpu_idle": None, "next": first, "soft": [], "gaps": []}
 
 
 def _p(values, q):
@@ -238,6 +243,13 @@ def main() -> int:
         print(f"{name:36} {r['recorded']:>4}/{r['edges']:<4} {_p(r['next'], 95):>8} "
               f"{_p(r['first'], 50):>9} {_p(r['first'], 95):>9} {_p(r['soft'], 95):>8} "
               f"{_p(r['stored'], 50):>10} {_p(r['stored'], 95):>10} {pre:>12} {cpu:>30}")
+    print()
+    print("dead time: edges that opened a new event (the rest extended one), by time since the "
+          "previous event's last frame")
+    for name, r in rows:
+        if r["gaps"]:
+            print(f"{name:36} {len(r['gaps'])} edges, {min(r['gaps']):.0f}-{max(r['gaps']):.0f} ms "
+                  f"after the previous event's last frame; recorded {r['recorded']}/{r['edges']}")
     return 0
 
 

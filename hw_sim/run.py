@@ -49,7 +49,8 @@ class SimRun:
             "note": event.note,
             "frames": [{"sensor_timestamp_ns": f.sensor_timestamp_ns, "score": f.score,
                         "kept": f.kept, "pre_trigger": f.pre_trigger,
-                        "truth": self.scene.truth(f.sensor_timestamp_ns), "file": f.file}
+                        "truth": self.scene.truth(f.sensor_timestamp_ns), "file": f.file,
+                        "arrived_ns": f.arrived_ns, "stored_ns": f.stored_ns}
                        for f in event.frames],
         }
 

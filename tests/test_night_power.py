@@ -172,3 +172,22 @@ def test_low_battery_switches_to_standby_and_critical_stops_cleanly(bench, monke
     assert b.trap.stop_requested
     image = b.trap.store.root / b.events[-1].frames[0].file
     assert b"BatteryVoltage" in image.read_bytes() and b"11.2" in image.read_bytes()
+
+
+def test_config_reports_bad_windows_and_thresholds_with_their_lines(tmp_path):
+    import pytest
+    import yaml
+
+    from tests.conftest import config_dict
+    from trapd.config import parse_config
+    from trapd.errors import ConfigError
+
+    raw = config_dict(tmp_path, {"schedule": {"windows": [{"start": "sunset-0:30", "end": "06:00"}]},
+                                 "night": {"night_below_lux": 50, "day_above_lux": 40},
+                                 "power": {"battery_low_v": 11.0, "battery_critical_v": 11.5}})
+    with pytest.raises(ConfigError) as error:
+        parse_config(yaml.safe_dump(raw), source="c.yaml")
+    text = str(error.value)
+    assert "schedule.windows" in text and "'sunset-00:30'" in text
+    assert "night.day_above_lux" in text and "power.battery_critical_v" in text
+    assert all(p.line for p in error.value.problems)

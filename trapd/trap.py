@@ -79,6 +79,7 @@ class _Event:
         self.report = EventReport(record.event_id, trigger.source, trigger.t_monotonic_ns)
         self.ended = False
         self.note: str | None = None
+        self.tail = 0           # frames left before closing, after the burst
 
 
 class Trap:
@@ -159,7 +160,13 @@ class Trap:
                 frame = None
             self._start_event(trigger)
         elif self._event is not None and trigger is not None:
-            self._extend(trigger)
+            if frame.sensor_timestamp_ns < trigger.t_monotonic_ns:
+                self._event_frame(frame, rebase)   # from before the re-trigger edge
+                frame = None
+            if self._event is not None:
+                self._extend(trigger)
+            else:
+                self._start_event(trigger)
         if frame is None:
             return
         if self._event is None:
@@ -277,7 +284,12 @@ class Trap:
         if trigger.source == TIMER or event.trigger.source == TIMER:
             return  # a timelapse shot is one frame; a PIR edge during it is rare and short
         event.frames_due = self.config.burst.frames
+        event.tail = 0
         event.next_frame_ns = min(event.next_frame_ns, trigger.t_monotonic_ns)
+        # The frames just before this edge that the event did not store are its
+        # pre-trigger frames too (every edge gets its view from before it).
+        for frame in self._ring.take_before(trigger.t_monotonic_ns):
+            self._store_frame(frame, pre_trigger=True)
 
     # -- frames -----------------------------------------------------------
     def _event_frame(self, frame: Frame, rebased: bool = False) -> None:
@@ -288,6 +300,10 @@ class Trap:
             return
         if frame.sensor_timestamp_ns < event.next_frame_ns or event.frames_due <= 0:
             self._ring.push(frame)
+            if event.frames_due <= 0:
+                event.tail -= 1
+                if event.tail <= 0:
+                    self._end_event()
             return
         self._store_frame(frame, pre_trigger=False, always_keep=rebased)
         event.frames_due -= 1
@@ -295,6 +311,10 @@ class Trap:
         if event.frames_due == 0:
             if self.pir.is_active and event.trigger.source != TIMER:
                 event.frames_due = self.config.burst.frames
+            elif event.trigger.source != TIMER and self.config.burst.pre_trigger_frames:
+                # Stay open for as many frames as the ring holds: an edge now extends
+                # the event and still gets its frames from before the edge.
+                event.tail = self.config.burst.pre_trigger_frames
             else:
                 self._end_event()
 

@@ -1,5 +1,9 @@
 """Frame writer: JPEG encode, tag and durable save on worker threads.
 
+Note: simplejpeg 1.9.0 holds the GIL while it encodes (measured: two threads
+encode no faster than one), so the workers overlap encoding with copying,
+tagging and fsync, but not one encode with another; see docs/performance.md.
+
 The capture thread must never wait for an encoder: a PIR edge can come at
 any moment, including while the previous burst is still being encoded. So
 the capture thread only copies the frame's YUV planes out of the camera
@@ -73,7 +77,7 @@ class FrameWriter:
         self._save_file = save_file
         self._now_ns = now_ns
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="trapd-writer")
-        self._slots = threading.BoundedSemaphore(max_pending or self.workers + 2)
+        self._slots = threading.BoundedSemaphore(max_pending or self.workers + 1)
         self._jobs: deque[tuple[Future, Callable[[Written], None]]] = deque()
 
     @property
