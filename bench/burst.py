@@ -67,6 +67,25 @@ def single_encode_rate(frame: np.ndarray, repeats: int = 4) -> float:
     return repeats / (time.perf_counter() - t)
 
 
+def threaded_encode_rate(frame: np.ndarray, threads: int, per_thread: int = 2) -> float:
+    """Encodes/s with `threads` threads encoding at once: shows whether simplejpeg
+    releases the GIL (it would scale with the cores if it did)."""
+    import threading
+    y, u, v = yuv420_planes(frame, W, H)
+
+    def work():
+        for _ in range(per_thread):
+            simplejpeg.encode_jpeg_yuv_planes(y, u, v, quality=90)
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    t = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return threads * per_thread / (time.perf_counter() - t)
+
+
 def burst(frames: int, workers: int, root: Path) -> float:
     """Frames/s from the first copy to the last fsync'd file indexed."""
     store = Store(root, 0)
@@ -106,6 +125,7 @@ def main() -> int:
         sync = burst(args.frames, 1, Path(tmp) / "one")
         threaded = burst(args.frames, args.workers, Path(tmp) / "many")
         rate1_after = single_encode_rate(camera_frame(1))
+        parallel = threaded_encode_rate(camera_frame(1), cores)
     limit = cores * (rate1 + rate1_after) / 2
     peak = subprocess.run([sys.executable, __file__, "--child", "--frames", str(args.frames),
                            "--workers", str(args.workers)], capture_output=True, text=True,
@@ -117,6 +137,8 @@ def main() -> int:
           f"   (single {rate1:.2f} / {rate1_after:.2f} /s)")
     print(f"{'baseline: 1 writer thread':44} {sync:9.2f} {100 * sync / limit:8.0f} %")
     print(f"{f'trapd FrameWriter, {args.workers} workers':44} {threaded:9.2f} {100 * threaded / limit:8.0f} %")
+    print(f"{f'encode only, {cores} threads at once':44} {parallel:9.2f} {100 * parallel / limit:8.0f} %"
+          "   (simplejpeg holds the GIL if this is near 1 core's rate)")
     print(f"peak RSS of a process running the {args.frames}-frame burst: {float(peak):.0f} MB "
           f"(budget 200 MB on a Pi Zero 2 W)")
     return 0

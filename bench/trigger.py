@@ -78,7 +78,8 @@ def pulse_times(events: int, gap_s: float) -> list[float]:
     return times
 
 
-def run_trap(tmp: Path, mode: str, events: int, main_size, sync: bool = False) -> dict:
+def run_trap(tmp: Path, mode: str, events: int, main_size, sync: bool = False,
+             idle_s: float = 10.0) -> dict:
     overrides = {"hardware": {"camera": {"main_size": list(main_size)}},
                  "power": {"mode": mode}, "filter": {"enabled": False},
                  "burst": {"frames": 3, "interval_s": 0.0, "pre_trigger_frames": 2}}
@@ -103,13 +104,10 @@ def run_trap(tmp: Path, mode: str, events: int, main_size, sync: bool = False) -
     while clock.monotonic_ns() < end:
         trap.step()
     trap.finish()
-    cpu_idle = _idle_cpu(trap, clock, rig, IDLE_S)
+    cpu_idle = _idle_cpu(trap, clock, rig, idle_s)
     close_trap(trap)
     factory.close()
     return _figures(edges, got, cpu_idle)
-
-
-IDLE_S = 10.0
 
 
 def _idle_cpu(trap, clock, rig, seconds: float) -> tuple[float, float]:
@@ -158,9 +156,9 @@ def _figures(edges, reports, cpu_idle) -> dict:
             # (SensorTimestamp is the end of exposure; readout takes one frame, 100 ms).
             soft.append((post[0].arrived_ns - post[0].sensor_timestamp_ns - 100 * MS) / MS)
             stored.append((min(f.stored_ns for f in post if f.stored_ns) - e) / MS)
-        # Frames from before this edge in the record: the last 2 frame periods before it.
+        # Frames from before this edge in the record: those exposed in the 2 frame periods before it.
         pre.append(sum(1 for x in reports for f in x.frames
-                       if f.file and e - 250 * MS <= f.sensor_timestamp_ns < e))
+                       if f.file and e - 200 * MS <= f.sensor_timestamp_ns < e))
         if 0 <= r.trigger_ns - e < 50 * MS:
             earlier = [x for x in reports if x.trigger_ns < r.trigger_ns and x.frames]
             if earlier:   # time since the previous event took its last frame
@@ -210,7 +208,7 @@ def run_still_switch(tmp: Path, events: int, main_size) -> dict:
         stored.append((clock.monotonic_ns() - e) / MS)
     cam.close()
     return {"edges": len(edges), "recorded": seen, "first": first, "stored": stored,
-            "pre": [0] * seen,  # nothing before the edge is kept "cpu_idle": None, "next": first, "soft": [], "gaps": []}
+            "pre": [0] * seen, "cpu_idle": None, "next": first, "soft": [], "gaps": []}
 
 
 def _p(values, q):
@@ -221,14 +219,15 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=12)
     parser.add_argument("--main", default="640x480")
+    parser.add_argument("--idle-s", type=float, default=10.0, help="idle CPU measured over this")
     args = parser.parse_args()
     main_size = tuple(int(v) for v in args.main.split("x"))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        rows.append(("streaming (writer threads)", run_trap(tmp / "a", "streaming", args.events, main_size)))
-        rows.append(("standby (camera off when idle)", run_trap(tmp / "b", "standby", args.events, main_size)))
-        rows.append(("baseline: streaming, sync writer", run_trap(tmp / "c", "streaming", args.events, main_size, sync=True)))
+        rows.append(("streaming (writer threads)", run_trap(tmp / "a", "streaming", args.events, main_size, idle_s=args.idle_s)))
+        rows.append(("standby (camera off when idle)", run_trap(tmp / "b", "standby", args.events, main_size, idle_s=args.idle_s)))
+        rows.append(("baseline: streaming, sync writer", run_trap(tmp / "c", "streaming", args.events, main_size, sync=True, idle_s=args.idle_s)))
         rows.append(("baseline: still switch (pi-timolo)", run_still_switch(tmp, args.events, main_size)))
     print(f"PIR edge -> frame, ms ({args.events} edges, main {args.main}, 10 fps = 100 ms/frame, "
           f"{os.cpu_count()} cores)")

@@ -165,6 +165,7 @@ def test_low_battery_switches_to_standby_and_critical_stops_cleanly(bench, monke
     assert not camera.started            # standby: camera off until a PIR edge
     b.pir_pulse_at(0.5, 0.2)
     b.run_for(3.0)
+    b.trap.finish()                      # writes are on worker threads: wait for them
     assert b.events and b.events[-1].frames[0].file
 
     adc.set_battery(0, 10.2, 4.0)

@@ -15,8 +15,10 @@ fsync, rename, directory fsync).
 Index rows are written by the capture thread only (one SQLite writer), in
 submission order, and only for jobs whose file is already on disk: the
 storage contract "file fsync'd and renamed before its row is committed"
-holds. At most `max_pending` copies are in flight, which bounds memory at
-12 MP (one 4056x3040 YUV420 copy is 18.5 MB).
+holds. Copies in flight are bounded by bytes (`max_pending_bytes`, default
+three 12 MP frames: one 4056x3040 YUV420 copy is 18.5 MB), so memory stays
+bounded at 12 MP while small frames never make the capture thread wait for
+a slow fsync.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ import numpy as np
 import simplejpeg
 
 from trapd.camera import yuv420_planes
+
+
+# Three 12 MP YUV420 frames (4096 stride x 4560 rows).
+DEFAULT_PENDING_BYTES = 3 * 4096 * 4560
 
 
 def default_workers() -> int:
@@ -72,13 +78,24 @@ class FrameWriter:
     submission order, to their `on_written` callbacks on the calling thread."""
 
     def __init__(self, save_file: Callable[[str, bytes], str | None], now_ns: Callable[[], int],
-                 workers: int | None = None, max_pending: int | None = None) -> None:
+                 workers: int | None = None,
+                 max_pending_bytes: int = DEFAULT_PENDING_BYTES) -> None:
         self.workers = workers or default_workers()
         self._save_file = save_file
         self._now_ns = now_ns
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="trapd-writer")
-        self._slots = threading.BoundedSemaphore(max_pending or self.workers + 1)
+        self._max_bytes = max_pending_bytes
+        self._pending_bytes = 0
+        self._room = threading.Condition()
         self._jobs: deque[tuple[Future, Callable[[Written], None]]] = deque()
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Start the threads and the encoder now, not at the first PIR edge."""
+        tiny = np.full((24, 64), 128, np.uint8)
+        for done in [self._pool.submit(encode_yuv, *yuv420_planes(tiny, 16, 16), 90)
+                     for _ in range(self.workers)]:
+            done.result()
 
     @property
     def pending(self) -> int:
@@ -92,10 +109,19 @@ class FrameWriter:
             done.set_result(Written(None, None, None))
             self._jobs.append((done, on_written))
             return
-        self._slots.acquire()
+        size = copy.array.nbytes
+        with self._room:   # one copy always fits, however large
+            self._room.wait_for(lambda: self._pending_bytes == 0
+                                or self._pending_bytes + size <= self._max_bytes)
+            self._pending_bytes += size
         future = self._pool.submit(self._write, copy, quality, tag, file_name)
-        future.add_done_callback(lambda _: self._slots.release())
+        future.add_done_callback(lambda _: self._release(size))
         self._jobs.append((future, on_written))
+
+    def _release(self, size: int) -> None:
+        with self._room:
+            self._pending_bytes -= size
+            self._room.notify_all()
 
     def _write(self, copy: YuvCopy, quality: int, tag, file_name: str) -> Written:
         jpeg = tag(encode_yuv(*copy.planes(), quality))
