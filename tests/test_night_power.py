@@ -192,3 +192,12 @@ def test_config_reports_bad_windows_and_thresholds_with_their_lines(tmp_path):
     assert "schedule.windows" in text and "'sunset-00:30'" in text
     assert "night.day_above_lux" in text and "power.battery_critical_v" in text
     assert all(p.line for p in error.value.problems)
+
+
+def test_pir_edge_during_a_timelapse_shot_opens_a_pir_event(bench):
+    b = bench({"schedule": {"windows": [{"start": "00:00", "end": "23:59", "timelapse_s": 60}]}})
+    edge = b.pir_pulse_at(0.05, 0.2)     # the first timelapse shot is due at once
+    b.run_for(3.0)
+    b.trap.finish()
+    assert [e.trigger for e in b.events] == ["timer", "pir"]
+    assert b.events[1].trigger_ns == edge and len([f for f in b.events[1].frames if not f.pre_trigger]) == 5

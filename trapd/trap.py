@@ -281,8 +281,13 @@ class Trap:
 
     def _extend(self, trigger: Trigger) -> None:
         event = self._event
-        if trigger.source == TIMER or event.trigger.source == TIMER:
-            return  # a timelapse shot is one frame; a PIR edge during it is rare and short
+        if trigger.source == TIMER:
+            return  # the trap is recording anyway
+        if event.trigger.source == TIMER:
+            # A PIR edge during a timelapse shot: the shot ends, a PIR event opens.
+            self._end_event()
+            self._start_event(trigger)
+            return
         event.frames_due = self.config.burst.frames
         event.tail = 0
         event.next_frame_ns = min(event.next_frame_ns, trigger.t_monotonic_ns)
