@@ -93,7 +93,8 @@ class FrameWriter:
     def _warm_up(self) -> None:
         """Start the threads and the encoder now, not at the first PIR edge."""
         tiny = np.full((24, 64), 128, np.uint8)
-        for done in [self._pool.submit(encode_yuv, *yuv420_planes(tiny, 16, 16), 90)
+        y, u, v = yuv420_planes(tiny, 16, 16)
+        for done in [self._pool.submit(simplejpeg.encode_jpeg_yuv_planes, y, u, v, 90)
                      for _ in range(self.workers)]:
             done.result()
 
