@@ -16,6 +16,7 @@ from typing import Callable
 
 from gpiozero.pins.mock import MockFactory
 
+from hw_sim.lamp import attach_lamp
 from hw_sim.picamera2 import CameraRig
 from hw_sim.pir import PirModel, PirOutputPin
 from hw_sim.scenario import ClockSpec, Scenario, SensorSpec
@@ -48,7 +49,8 @@ class SimRun:
             "note": event.note,
             "frames": [{"sensor_timestamp_ns": f.sensor_timestamp_ns, "score": f.score,
                         "kept": f.kept, "pre_trigger": f.pre_trigger,
-                        "truth": self.scene.truth(f.sensor_timestamp_ns), "file": f.file}
+                        "truth": self.scene.truth(f.sensor_timestamp_ns), "file": f.file,
+                        "arrived_ns": f.arrived_ns, "stored_ns": f.stored_ns}
                        for f in event.frames],
         }
 
@@ -91,6 +93,8 @@ def run_scenario(scenario: Scenario, config: Config, storage_root: str | None = 
     rig = CameraRig(scene, clock)
     pin_factory = MockFactory()
     pir_pin = pin_factory.pin(config.hardware.pir_pin, pin_class=PirOutputPin)
+    if config.night.lamp != "off" and config.night.lamp_level is None:
+        attach_lamp(scene, pin_factory, config.hardware.ir_lamp_pin, clock)
     run = SimRun(scenario, scene, str(storage_root or config.storage.root))
 
     def record(event: EventReport) -> None:

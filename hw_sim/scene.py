@@ -27,6 +27,7 @@ NS = 1_000_000_000
 VISIBLE_SHARE_FOR_TRUTH = 0.25
 AE_TIME_CONSTANT_S = 0.6      # how fast the simulated auto-exposure follows a light change
 NOISE_BANK = 4
+NIGHT_AMBIENT = 0.06          # starlight and sky glow, relative to the IR lamp
 
 # Under an 850 nm lamp fur reflects strongly: mammals show light grey against
 # darker leaf litter (before the IR conversion's scaling).
@@ -62,6 +63,9 @@ class Scene:
             for _ in range(scenario.vegetation_clumps)
         ]
         self._seed = scenario.seed
+        # The IR lamp's level at an instant (hw_sim.lamp.LampPin.level_at), or
+        # None: no lamp wired, night frames rendered lit as by a lamp always on.
+        self.lamp = None
 
     # -- the scene at an instant --------------------------------------------
     def seconds(self, t_ns: int) -> float:
@@ -83,11 +87,16 @@ class Scene:
         target_level = before * adapted + level * (1 - adapted)
         return level / target_level if target_level else 1.0
 
+    def lamp_level(self, t_ns: int) -> float:
+        """How much IR lamp light there is: 1 without a wired lamp (always lit)."""
+        return 1.0 if self.lamp is None else self.lamp(t_ns)
+
     def exposure(self, t_ns: int) -> dict:
         light = self.light(t_ns)
         if light.night:
+            # The camera's Lux estimate sees the lamp's light on the scene too.
             return {"ExposureTime": 33000, "AnalogueGain": 8.0, "DigitalGain": 1.0,
-                    "Lux": 1.5, "ColourTemperature": 3000}
+                    "Lux": round(0.3 + 2.0 * self.lamp_level(t_ns), 2), "ColourTemperature": 3000}
         level = max(light.level, 0.05)
         return {"ExposureTime": int(4000 / level), "AnalogueGain": 1.0 + (1 - level) * 2,
                 "DigitalGain": 1.0, "Lux": round(800 * level, 1), "ColourTemperature": 5600}
@@ -114,6 +123,8 @@ class Scene:
         if light.night:
             image = np.repeat(_as_infrared(image), 3, axis=2)
         image *= light.level * self.exposure_gain(t_ns)
+        if light.night:
+            image *= NIGHT_AMBIENT + (1 - NIGHT_AMBIENT) * self.lamp_level(t_ns)
         noise = _noise_bank(w, h, self._seed)[int(s * 1000) % NOISE_BANK]
         image += noise * (3.0 if light.night else 1.0)
         return np.clip(image, 0, 255).astype(np.uint8)

@@ -3,7 +3,6 @@ MockFactory per test, and the sim hardware (virtual clock, camera rig, PIR pin).
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ from hw_sim.pir import PirOutputPin
 from hw_sim.scenario import Conditions, Scenario
 from hw_sim.scene import Scene
 from trapd.clock import VirtualClock
-from trapd.config import DEFAULT_CONFIG_PATH, Config, parse_config
+from trapd.config import DEFAULT_CONFIG_PATH, Config, merge_settings, parse_config
 from trapd.daemon import Hardware, build_trap, close_trap
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,16 +49,6 @@ def require_tool(name: str) -> str:
     return path
 
 
-def _merge(base: dict, overrides: dict) -> dict:
-    merged = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def shipped_config_dict() -> dict:
     return yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
 
@@ -68,7 +57,7 @@ def config_dict(tmp_path: Path, overrides: dict | None = None) -> dict:
     """The shipped config with a small main stream (fast tests) and storage in tmp_path."""
     test_defaults = {"hardware": {"camera": {"main_size": [640, 480]}},
                      "storage": {"root": str(tmp_path / "storage"), "min_free_mb": 0}}
-    return _merge(_merge(shipped_config_dict(), test_defaults), overrides or {})
+    return merge_settings(merge_settings(shipped_config_dict(), test_defaults), overrides or {})
 
 
 def make_config(tmp_path: Path, overrides: dict | None = None) -> Config:
@@ -165,7 +154,7 @@ def sim_queue(tmp_path_factory):
             config = DEFAULT_CONFIG_PATH
             if overrides:
                 config = out / "config.yaml"
-                config.write_text(yaml.safe_dump(_merge(shipped_config_dict(), overrides)))
+                config.write_text(yaml.safe_dump(merge_settings(shipped_config_dict(), overrides)))
             storage, report = out / "storage", out / "report.json"
             result = trapd("sim", scenario, "--config", config, "--storage", storage,
                            "--report", report)

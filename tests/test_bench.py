@@ -19,3 +19,20 @@ def test_filter_scenarios_bench_prints_a_row_per_scenario():
                             capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert "| clouds" in result.stdout and "empty frames dropped" in result.stdout
+
+
+def test_trigger_bench_prints_modes_and_baselines():
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "trigger.py"), "--events", "2",
+                             "--idle-s", "1"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    for row in ("streaming (writer threads)", "standby", "baseline: streaming, sync writer",
+                "baseline: still switch (pi-timolo)", "dead time"):
+        assert row in result.stdout
+
+
+def test_burst_bench_prints_throughput_against_the_limit_and_rss():
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "burst.py"), "--frames", "2"],
+                            capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "limit: cores x single encode" in result.stdout and "baseline: 1 writer thread" in result.stdout
+    assert "peak RSS" in result.stdout

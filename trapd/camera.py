@@ -134,6 +134,21 @@ class Camera:
         lores_y = request.make_array("lores")[:h, :w]
         return Frame(timestamp, wall_ns, metadata, lores_y, tuple(self._config.main_size), request)
 
+    def set_controls(self, controls: dict) -> None:
+        """Apply camera controls (e.g. the night exposure cap) to later frames."""
+        self._picam2.set_controls(controls)
+
+    @property
+    def running(self) -> bool:
+        return self._picam2 is not None and bool(getattr(self._picam2, "started", True))
+
+    def stop(self) -> None:
+        """Stop the sensor (standby); `start()` resumes with the same configuration."""
+        self._picam2.stop()
+
+    def start(self) -> None:
+        self._picam2.start()
+
     def reopen(self) -> None:
         self._close_quietly()
         self.open()
@@ -199,6 +214,10 @@ class FrameRing:
     def lores_before(self, t_ns: int) -> list[np.ndarray]:
         order = np.argsort(self._lores_ts)
         return [self._lores[i] for i in order if 0 <= self._lores_ts[i] < t_ns]
+
+    def forget_lores(self) -> None:
+        """Drop the background frames (the light changed: they no longer match)."""
+        self._lores_ts[:] = -1
 
     def clear(self) -> None:
         while self._held:

@@ -81,6 +81,18 @@ def _parser() -> argparse.ArgumentParser:
                                "(fleet.sync), verified, within budget and windows; then stop")
     _add_location_options(sync)
 
+    walk = commands.add_parser("walktest", help="blink the status LED and print each PIR edge "
+                               "(aim the sensor)")
+    walk.add_argument("--config", help="config.yaml to use (default: the shipped one)")
+    walk.add_argument("--seconds", type=float, default=300, help="how long (default 300)")
+    walk.add_argument("--sim", action="store_true", help="on the simulator's mock pins")
+
+    snap = commands.add_parser("snapshot", help="take one framed test image with the current settings")
+    snap.add_argument("path", nargs="?", default="snapshot.jpg", help="JPEG to write")
+    snap.add_argument("--config", help="config.yaml to use (default: the shipped one)")
+    snap.add_argument("--night", action="store_true", help="with the night exposure cap")
+    snap.add_argument("--sim", action="store_true", help="from the simulated camera")
+
     retime = commands.add_parser("retime", help="shift every camera time in an exported package")
     retime.add_argument("package", help="Camtrap DP package directory (trapd export output)")
     retime.add_argument("--shift", required=True, metavar="±DURATION",
@@ -181,11 +193,14 @@ def _shift_ns(text: str | None) -> int:
 
 
 def _status(args) -> int:
-    store = _open_store(args)
+    from trapd.config import load_config
+    config = load_config(args.config)
+    store = _open_store(args, config)
     try:
         status = store.status()
     finally:
         store.close()
+    status.update(_station_now(config))
     if args.json:
         print(json.dumps(status, indent=1))
         return EXIT_OK
@@ -196,7 +211,42 @@ def _status(args) -> int:
         print(f"  last event: {status['last_event']['event_id']} ({status['last_event']['trigger']})")
     floor_note = " BELOW FLOOR: not saving" if status["below_floor"] else ""
     print(f"  free space: {status['free_mb']} MB (floor {status['min_free_mb']} MB){floor_note}")
+    print(f"  sensors: {_readings_text(status['sensors'])}")
+    print(f"  schedule: {status['schedule']}")
     return EXIT_OK
+
+
+def _station_now(config) -> dict:
+    """Sensor readings and the schedule window, read now (None: sensor absent or unreadable)."""
+    import dataclasses
+
+    from trapd.daemon import sensors_from
+    from trapd.schedule import Schedule
+
+    sensors = sensors_from(config)
+    try:
+        readings = dataclasses.asdict(sensors.read())
+    finally:
+        sensors.close()
+    where = config.station.location
+    schedule = Schedule(config.schedule.windows, where.latitude, where.longitude, config.time.tz)
+    window = schedule.window_at(time.time_ns())
+    if not config.schedule.windows:
+        text = f"always operating ({config.power.mode})"
+    elif window is None:
+        text = "idle (outside every window)"
+    else:
+        text = f"in window {window.start}-{window.end} ({window.mode or config.power.mode})"
+    return {"sensors": readings, "schedule": text,
+            "night_now": schedule.is_night(time.time_ns())}
+
+
+def _readings_text(readings: dict) -> str:
+    def show(value, unit):
+        return "n/a" if value is None else f"{value:g} {unit}"
+    return (f"CPU {show(readings['cpu_temperature_c'], '°C')}, "
+            f"ambient {show(readings['ambient_temperature_c'], '°C')}, "
+            f"battery {show(readings['battery_voltage_v'], 'V')}")
 
 
 def _counts(by_state: dict) -> str:
@@ -290,9 +340,46 @@ def _retime(args) -> int:
     return EXIT_OK
 
 
+def _walktest(args) -> int:
+    from trapd.config import load_config
+    from trapd.technician import walktest
+    config = load_config(args.config)
+    if args.sim:
+        from gpiozero.pins.mock import MockFactory
+        from trapd.clock import SystemClock
+        walktest(config, SystemClock(), MockFactory(), args.seconds)
+        return EXIT_OK
+    from trapd.daemon import real_hardware
+    hardware = real_hardware()
+    walktest(config, hardware.clock, hardware.pin_factory, args.seconds)
+    return EXIT_OK
+
+
+def _snapshot(args) -> int:
+    from trapd.config import load_config
+    from trapd.technician import snapshot
+    config = load_config(args.config)
+    if args.sim:
+        from hw_sim.picamera2 import CameraRig
+        from hw_sim.scenario import load_scenario
+        from hw_sim.scene import Scene
+        from trapd.clock import VirtualClock
+        clock = VirtualClock()
+        picamera2_class = CameraRig(Scene(load_scenario("default"), clock.monotonic_ns()),
+                                    clock).picamera2_class
+    else:
+        from trapd.daemon import real_hardware
+        hardware = real_hardware()
+        picamera2_class, clock = hardware.picamera2_class, hardware.clock
+    path = snapshot(config, picamera2_class, clock, Path(args.path), args.night)
+    print(f"snapshot written to {path}")
+    return EXIT_OK
+
+
 COMMANDS = {"run": _run, "sim": _sim, "check-config": _check_config,
             "status": _status, "verify": _verify, "eval-filter": _eval_filter,
-            "export": _export, "offload": _offload, "retime": _retime, "sync": _sync}
+            "export": _export, "offload": _offload, "retime": _retime, "sync": _sync,
+            "walktest": _walktest, "snapshot": _snapshot}
 
 if __name__ == "__main__":
     sys.exit(main())

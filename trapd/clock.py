@@ -31,6 +31,9 @@ class Clock(Protocol):
     def is_synchronised(self) -> bool | None:
         """Is the wall clock set from a time source (NTP, GPS)? None = unknown."""
 
+    def wait_for(self, event: threading.Event, timeout_s: float) -> bool:
+        """Block until `event` is set or `timeout_s` passes (no polling); True if set."""
+
 
 class SystemClock:
     def monotonic_ns(self) -> int:
@@ -45,6 +48,9 @@ class SystemClock:
 
     def is_synchronised(self) -> bool | None:
         return kernel_clock_synchronised()
+
+    def wait_for(self, event: threading.Event, timeout_s: float) -> bool:
+        return event.wait(max(0.0, timeout_s))
 
 
 class VirtualClock:
@@ -81,6 +87,22 @@ class VirtualClock:
 
     def sleep(self, seconds: float) -> None:
         self.advance_to(self._now + max(0, int(seconds * 1e9)))
+
+    def wait_for(self, event: threading.Event, timeout_s: float) -> bool:
+        """Run what is due, in order, until `event` is set or the timeout passes."""
+        deadline = self._now + max(0, int(timeout_s * 1e9))
+        while not event.is_set():
+            with self._lock:
+                if not self._due or self._due[0][0] > deadline:
+                    break
+                when, _, callback = heapq.heappop(self._due)
+            self._pace_to(when)
+            self._now = max(self._now, when)
+            callback()
+        if not event.is_set():
+            self._pace_to(deadline)
+            self._now = max(self._now, deadline)
+        return event.is_set()
 
     def advance_to(self, t_ns: int) -> None:
         while True:

@@ -21,6 +21,7 @@ from trapd.config import Config, load_config
 from trapd.errors import ConfigError, GpioUnavailable, HardwareError
 from trapd.location import for_images
 from trapd.metadata import StationInfo
+from trapd.operating import Operating
 from trapd.sensors import Sensors
 from trapd.storage import Store
 from trapd.trap import EventReport, Trap
@@ -102,11 +103,22 @@ def build_trap(config: Config, hardware: Hardware, storage_root: str | None = No
         camera.close()
         store.close()
         raise
-    sensors = hardware.sensors or Sensors(config.sensors.cpu_temperature_file,
-                                          config.sensors.ambient_temperature_file,
-                                          hardware.pin_factory)
+    sensors = hardware.sensors or sensors_from(config, hardware.pin_factory)
+    try:
+        operating = Operating(config, camera, hardware.clock, sensors, hardware.pin_factory)
+    except BaseException:
+        pir.close()
+        camera.close()
+        store.close()
+        raise
     return Trap(config, camera, pir, store, hardware.clock,
-                station_info(config, camera.model), on_event, sensors, debug)
+                station_info(config, camera.model), on_event, sensors, debug, operating)
+
+
+def sensors_from(config: Config, pin_factory=None) -> Sensors:
+    s = config.sensors
+    return Sensors(s.cpu_temperature_file, s.ambient_temperature_file, pin_factory,
+                   s.battery_adc_channel, s.battery_divider, s.adc_reference_v)
 
 
 def close_trap(trap: Trap) -> None:
@@ -131,6 +143,7 @@ class Daemon:
 
     def request_stop(self, *_) -> None:
         self._stop = True
+        self.trap.wake()
 
     def request_reload(self, *_) -> None:
         self._reload = True
@@ -139,7 +152,7 @@ class Daemon:
         log.info("trapd running: station %s, deployment %s",
                  self.config.station.station_id, self.config.station.deployment_id)
         sd_notify("READY=1")
-        while not (self._stop or until()):
+        while not (self._stop or until() or self.trap.stop_requested):
             self.trap.step()
             if self._reload and not self.trap.in_event:
                 self._reload = False

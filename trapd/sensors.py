@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from gpiozero import CPUTemperature
+from gpiozero import MCP3008, CPUTemperature
 from gpiozero.exc import GPIOZeroError
 
 log = logging.getLogger(__name__)
@@ -55,18 +55,57 @@ class _TemperatureFile:
             self._device.close()
 
 
+class _BatteryAdc:
+    """Battery voltage through a divider into an MCP3008 channel (gpiozero, SPI)."""
+
+    def __init__(self, channel: int | None, divider: float, reference_v: float,
+                 pin_factory) -> None:
+        self.channel = channel
+        self._divider = divider
+        self._reference_v = reference_v
+        self._pin_factory = pin_factory
+        self._device = None
+        self._failed = False
+
+    def read_v(self) -> float | None:
+        if self.channel is None or self._failed:
+            return None
+        try:
+            if self._device is None:
+                self._device = MCP3008(self.channel, max_voltage=self._reference_v,
+                                       pin_factory=self._pin_factory)
+            return round(float(self._device.voltage) * self._divider, 2)
+        except (OSError, ValueError, GPIOZeroError) as exc:
+            self._failed = True
+            log.warning("battery ADC (MCP3008 channel %s) cannot be read (%s); images go "
+                        "without battery voltage", self.channel, exc)
+            return None
+
+    def close(self) -> None:
+        if self._device is not None:
+            self._device.close()
+
+
 class Sensors:
     def __init__(self, cpu_temperature_file: str | None = None,
-                 ambient_temperature_file: str | None = None, pin_factory=None) -> None:
+                 ambient_temperature_file: str | None = None, pin_factory=None,
+                 battery_adc_channel: int | None = None, battery_divider: float = 1.0,
+                 adc_reference_v: float = 3.3) -> None:
         self._cpu = _TemperatureFile("CPU temperature", cpu_temperature_file, pin_factory)
         self._ambient = _TemperatureFile("ambient temperature", ambient_temperature_file,
                                          pin_factory)
+        self._battery = _BatteryAdc(battery_adc_channel, battery_divider, adc_reference_v,
+                                    pin_factory)
 
     def read(self) -> SensorReadings:
-        # No battery ADC is supported yet: voltage stays None (never a made-up value).
         return SensorReadings(cpu_temperature_c=self._cpu.read_c(),
-                              ambient_temperature_c=self._ambient.read_c())
+                              ambient_temperature_c=self._ambient.read_c(),
+                              battery_voltage_v=self._battery.read_v())
+
+    def battery_v(self) -> float | None:
+        return self._battery.read_v()
 
     def close(self) -> None:
         self._cpu.close()
         self._ambient.close()
+        self._battery.close()

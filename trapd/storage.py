@@ -186,10 +186,21 @@ class Store:
                   relative_path: str | None = None) -> str | None:
         """Index one scored frame; with `jpeg`, save it first. Returns the
         stored file's path relative to the root, or None if none was saved."""
-        state = PENDING if record.kept else DROPPED
         saved = None
         if record.kept and jpeg is not None:
             saved = self._save_file(relative_path, jpeg)
+        self.index_frame(record, jpeg, saved)
+        return saved
+
+    def save_file(self, relative_path: str, jpeg: bytes) -> str | None:
+        """Write one image durably (tmp, fsync, rename); safe from worker threads.
+        Its row must be committed afterwards with `index_frame`."""
+        return self._save_file(relative_path, jpeg)
+
+    def index_frame(self, record: FrameRecord, jpeg: bytes | None, saved: str | None) -> None:
+        """Commit a frame's row; `saved` is the file `save_file` made durable, or None."""
+        state = PENDING if record.kept else DROPPED
+        if record.kept and jpeg is not None:
             state = PENDING if saved else NOT_SAVED
         values = (record.event_number, record.sequence, record.sensor_timestamp_ns,
                   record.capture_wall_ns, int(record.pre_trigger), record.score,
@@ -202,7 +213,6 @@ class Store:
                 "INSERT INTO frames (event_number, sequence, sensor_timestamp_ns, capture_wall_ns,"
                 " pre_trigger, score, kept, state, media_id, file, size_bytes, sha256, metadata)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
-        return saved
 
     def _save_file(self, relative_path: str, jpeg: bytes) -> str | None:
         if not self._has_room_for(len(jpeg)):

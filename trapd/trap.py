@@ -23,10 +23,12 @@ from trapd.errors import CaptureFailed
 from trapd.metadata import CaptureInfo, StationInfo, build_exif, build_xmp, local_time, tag_jpeg
 from trapd.moon import moon_phase
 from trapd.motion import MotionFilter
+from trapd.operating import IDLE, STANDBY, Operating
 from trapd.sensors import SensorReadings, Sensors
 from trapd.storage import EventRecord, FrameRecord, Store
 from trapd.timekeeping import WallClockWatch
-from trapd.trigger import PirTrigger, Trigger
+from trapd.trigger import TIMER, PirTrigger, Trigger
+from trapd.writer import FrameWriter, Written, YuvCopy
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ class FrameOutcome:
     kept: bool
     pre_trigger: bool
     file: str | None
+    arrived_ns: int | None = None   # when the capture thread received the frame
+    stored_ns: int | None = None    # when its file was durable (None: not saved)
 
 
 @dataclass
@@ -71,14 +75,19 @@ class _Event:
         self.frames_due = frames_due
         self.next_frame_ns = trigger.t_monotonic_ns
         self.sequence = 0
+        self.frames_taken = 0   # post-edge frames submitted (pre-trigger ones excluded)
         self.report = EventReport(record.event_id, trigger.source, trigger.t_monotonic_ns)
+        self.ended = False
+        self.note: str | None = None
+        self.tail = 0           # frames left before closing, after the burst
 
 
 class Trap:
     def __init__(self, config: Config, camera: Camera, pir: PirTrigger, store: Store,
                  clock: Clock, station: StationInfo,
                  on_event: Callable[[EventReport], None] | None = None,
-                 sensors: Sensors | None = None, debug=None) -> None:
+                 sensors: Sensors | None = None, debug=None, operating: Operating | None = None,
+                 writer: FrameWriter | None = None) -> None:
         self.camera = camera
         self.debug = debug          # a DebugImages, or None
         self.pir = pir
@@ -87,6 +96,10 @@ class Trap:
         self.on_event = on_event
         self.sensors = sensors or Sensors()
         self._event: _Event | None = None
+        self._closing: list[_Event] = []     # ended, waiting for their frames to be written
+        self._timer_pending = False
+        self.operating = operating or Operating(config, camera, clock, self.sensors)
+        self.writer = writer or FrameWriter(store.save_file, clock.monotonic_ns)
         self._quiet_until_ns = 0
         self._wall_watch = WallClockWatch()
         self._wall_jump_ns = 0  # steps seen since the last event opened
@@ -115,14 +128,31 @@ class Trap:
     def in_event(self) -> bool:
         return self._event is not None
 
+    @property
+    def stop_requested(self) -> bool:
+        """The battery is critical: the daemon should stop cleanly."""
+        return self.operating.stop_requested
+
+    def wake(self) -> None:
+        """Cut short a standby wait (a stop was requested)."""
+        self.pir.edge.set()
+
     def step(self) -> None:
-        """Take one frame and move the pipeline on."""
+        """Take one frame and move the pipeline on (or, camera stopped, wait for a trigger)."""
+        self._collect_written()
+        if self._event is None and self._idle_wait():
+            return
         try:
             frame = self.camera.next_frame()
         except CaptureFailed as exc:
             self._camera_failed(str(exc))
             return
+        frame.arrived_ns = self.clock.monotonic_ns()
         self._watch_wall_clock(frame)
+        self.operating.observe_frame(frame)
+        rebase = self.operating.needs_rebase(frame)
+        if rebase:
+            self._rebase(frame)
         trigger = self._next_trigger()
         if self._event is None and trigger is not None:
             if frame.sensor_timestamp_ns < trigger.t_monotonic_ns:
@@ -130,22 +160,77 @@ class Trap:
                 frame = None
             self._start_event(trigger)
         elif self._event is not None and trigger is not None:
-            self._extend(trigger)
+            if frame.sensor_timestamp_ns < trigger.t_monotonic_ns:
+                self._event_frame(frame, rebase)   # from before the re-trigger edge
+                frame = None
+            if self._event is not None:
+                self._extend(trigger)
+            else:
+                self._start_event(trigger)
         if frame is None:
             return
         if self._event is None:
             self._ring.push(frame)
         else:
-            self._event_frame(frame)
+            self._event_frame(frame, rebase)
 
     def finish(self) -> None:
-        """Close the event in flight (SIGTERM: finish it, then stop)."""
+        """Close the event in flight and write all its frames (SIGTERM: finish, then stop)."""
         while self._event is not None:
             self.step()
+        self.writer.collect(wait=True)
+        self._close_written_events()
 
     def close(self) -> None:
+        self.finish()
+        self.writer.close()
         self._ring.clear()
+        self.operating.close()
         self.sensors.close()
+
+    # -- power: a stopped camera waits for the PIR ----------------------------
+    def _idle_wait(self) -> bool:
+        """In standby or outside every window: camera stopped, wait for an edge,
+        the next timelapse or a schedule change. True if no frame should be taken now."""
+        mode = self.operating.mode()
+        if mode not in (STANDBY, IDLE) or self._closing:
+            self._ensure_running()
+            return False
+        if mode == IDLE:
+            self._drop_pir_edges()
+        if self.operating.timelapse_due():
+            self._timer_pending = True
+        if self._has_trigger_waiting(mode):
+            self._ensure_running()
+            return False
+        self._ensure_stopped()
+        self.pir.edge.clear()
+        if self._has_trigger_waiting(mode):
+            return True
+        self.clock.wait_for(self.pir.edge, self.operating.idle_timeout_s())
+        return True
+
+    def _has_trigger_waiting(self, mode: str) -> bool:
+        return self._timer_pending or (mode == STANDBY and self.pir.has_pending())
+
+    def _drop_pir_edges(self) -> None:
+        while self.pir.get() is not None:
+            log.debug("PIR edge outside the operating windows: ignored")
+
+    def _ensure_stopped(self) -> None:
+        if self.camera.running:
+            self._ring.clear()
+            self.camera.stop()
+
+    def _ensure_running(self) -> None:
+        if not self.camera.running:
+            self.camera.start()
+
+    def _rebase(self, frame: Frame) -> None:
+        """Light switched (lamp or day/night): older background frames no longer match."""
+        self._ring.forget_lores()
+        self.filter.rebase(frame.lores_y)
+        self.operating.rebased()
 
     def _watch_wall_clock(self, frame: Frame) -> None:
         jump_ns = self._wall_watch.observe(frame.sensor_timestamp_ns, frame.wall_ns)
@@ -161,6 +246,15 @@ class Trap:
 
     # -- triggers ---------------------------------------------------------
     def _next_trigger(self) -> Trigger | None:
+        mode = self.operating.mode()
+        if self._timer_pending or (
+                self._event is None and self.operating.timelapse_due()):
+            self._timer_pending = False
+            if self._event is None:
+                return Trigger(TIMER, self.clock.monotonic_ns(), self.clock.wall_ns())
+        if mode == IDLE:
+            self._drop_pir_edges()
+            return None
         while (trigger := self.pir.get()) is not None:
             if trigger.t_monotonic_ns >= self._quiet_until_ns:
                 return trigger
@@ -173,9 +267,11 @@ class Trap:
                                        trigger.source, trigger.t_monotonic_ns, trigger.t_wall_ns,
                                        clock_synced, self._wall_jump_ns)
         self._wall_jump_ns = 0
-        self._event = _Event(record, trigger, self.config.burst.frames, self.sensors.read(),
-                             clock_synced)
-        pre_trigger = self._ring.take_before(trigger.t_monotonic_ns)
+        timer = trigger.source == TIMER
+        self._event = _Event(record, trigger, 1 if timer else self.config.burst.frames,
+                             self.sensors.read(), clock_synced)
+        self.operating.event_started()
+        pre_trigger = [] if timer else self._ring.take_before(trigger.t_monotonic_ns)
         first_ns = pre_trigger[0].sensor_timestamp_ns if pre_trigger else trigger.t_monotonic_ns
         background = (self._ring.lores_before(first_ns)
                       or self._ring.lores_before(trigger.t_monotonic_ns))
@@ -185,11 +281,23 @@ class Trap:
 
     def _extend(self, trigger: Trigger) -> None:
         event = self._event
+        if trigger.source == TIMER:
+            return  # the trap is recording anyway
+        if event.trigger.source == TIMER:
+            # A PIR edge during a timelapse shot: the shot ends, a PIR event opens.
+            self._end_event()
+            self._start_event(trigger)
+            return
         event.frames_due = self.config.burst.frames
+        event.tail = 0
         event.next_frame_ns = min(event.next_frame_ns, trigger.t_monotonic_ns)
+        # The frames just before this edge that the event did not store are its
+        # pre-trigger frames too (every edge gets its view from before it).
+        for frame in self._ring.take_before(trigger.t_monotonic_ns):
+            self._store_frame(frame, pre_trigger=True)
 
     # -- frames -----------------------------------------------------------
-    def _event_frame(self, frame: Frame) -> None:
+    def _event_frame(self, frame: Frame, rebased: bool = False) -> None:
         event = self._event
         if frame.sensor_timestamp_ns - event.trigger.t_monotonic_ns >= self.config.trigger.max_event_s * NS:
             self._ring.push(frame)
@@ -197,13 +305,21 @@ class Trap:
             return
         if frame.sensor_timestamp_ns < event.next_frame_ns or event.frames_due <= 0:
             self._ring.push(frame)
+            if event.frames_due <= 0:
+                event.tail -= 1
+                if event.tail <= 0:
+                    self._end_event()
             return
-        self._store_frame(frame, pre_trigger=False)
+        self._store_frame(frame, pre_trigger=False, always_keep=rebased)
         event.frames_due -= 1
         event.next_frame_ns = frame.sensor_timestamp_ns + self._interval_ns()
         if event.frames_due == 0:
-            if self.pir.is_active:
+            if self.pir.is_active and event.trigger.source != TIMER:
                 event.frames_due = self.config.burst.frames
+            elif event.trigger.source != TIMER and self.config.burst.pre_trigger_frames:
+                # Stay open for as many frames as the ring holds: an edge now extends
+                # the event and still gets its frames from before the edge.
+                event.tail = self.config.burst.pre_trigger_frames
             else:
                 self._end_event()
 
@@ -212,12 +328,19 @@ class Trap:
         half_frame = int(NS / self.config.hardware.camera.frame_rate / 2)
         return max(0, int(self.config.burst.interval_s * NS) - half_frame)
 
-    def _store_frame(self, frame: Frame, pre_trigger: bool) -> None:
+    def _store_frame(self, frame: Frame, pre_trigger: bool, always_keep: bool = False) -> None:
+        """Score the frame, copy its image out of the camera buffer, release the
+        buffer, and hand encode + tag + save to a writer thread."""
         event = self._event
         event.sequence += 1
         result = self.filter.score(frame.lores_y)
-        keep = result.keep or (self.config.filter.keep_first_post_trigger and not pre_trigger
-                               and not any(not f.pre_trigger for f in event.report.frames))
+        # A timelapse shot is kept whatever moves; a frame the filter was just
+        # rebased on cannot be judged (it is its own background), so it is kept.
+        first_post = not pre_trigger and event.frames_taken == 0
+        keep = (result.keep or always_keep or event.trigger.source == TIMER
+                or (self.config.filter.keep_first_post_trigger and first_post))
+        if not pre_trigger:
+            event.frames_taken += 1
         record = FrameRecord(
             event_number=event.record.number, sequence=event.sequence,
             sensor_timestamp_ns=frame.sensor_timestamp_ns, capture_wall_ns=frame.wall_ns,
@@ -225,13 +348,22 @@ class Trap:
             media_id=uuid.uuid4().hex, metadata=_frame_metadata(frame.metadata, result))
         if self.debug:
             self.debug.frame(event.record.event_id, f"{event.sequence:02d}", frame.lores_y, result)
-        jpeg = self._tagged_jpeg(frame, record) if keep else None
+        copy = YuvCopy.of(frame) if keep else None
+        tag = self._tagger(frame, record) if keep else None
         frame.release()
-        file = self.store.add_frame(record, jpeg, self._file_name(record) if keep else None)
-        event.report.frames.append(FrameOutcome(frame.sensor_timestamp_ns, result.score, keep,
-                                                pre_trigger, file))
+        arrived_ns = getattr(frame, "arrived_ns", None)
 
-    def _tagged_jpeg(self, frame: Frame, record: FrameRecord) -> bytes:
+        def written(result_: Written) -> None:
+            self.store.index_frame(record, result_.jpeg, result_.saved)
+            event.report.frames.append(FrameOutcome(
+                frame.sensor_timestamp_ns, result.score, keep, pre_trigger, result_.saved,
+                arrived_ns, result_.stored_ns if result_.saved else None))
+
+        self.writer.submit(copy, self.config.storage.jpeg_quality, tag,
+                           self._file_name(record) if keep else None, written)
+
+    def _tagger(self, frame: Frame, record: FrameRecord):
+        """A function adding this frame's EXIF and XMP to its JPEG (run on a writer thread)."""
         event = self._event
         m = frame.metadata
         w, h = frame.main_size
@@ -248,8 +380,8 @@ class Trap:
             battery_voltage_v=event.readings.battery_voltage_v,
             moon_phase=moon_phase(record.capture_wall_ns).name,
             clock_synchronised=event.clock_synced)
-        jpeg = frame.encode_jpeg(self.config.storage.jpeg_quality)
-        return tag_jpeg(jpeg, build_exif(self.station, capture), build_xmp(self.station, capture))
+        exif, xmp = build_exif(self.station, capture), build_xmp(self.station, capture)
+        return lambda jpeg: tag_jpeg(jpeg, exif, xmp)
 
     def _file_name(self, record: FrameRecord) -> str:
         when = local_time(record.capture_wall_ns, self.station.utc_offset)
@@ -258,15 +390,35 @@ class Trap:
         return f"{when:%Y-%m-%d}/{name}"
 
     def _end_event(self, note: str | None = None) -> None:
+        """The event takes no more frames; it is closed once its frames are written,
+        while the next event may already be recording (no dead time)."""
         event, self._event = self._event, None
-        event.report.note = note
-        self.store.close_event(event.record, self.clock.wall_ns(), note)
+        event.note = note
+        event.ended_wall_ns = self.clock.wall_ns()
         self._quiet_until_ns = self.clock.monotonic_ns() + int(self.config.trigger.quiet_period_s * NS)
-        log.info(event.report.line())
-        if self.debug:
-            self.debug.end_sequence(event.record.event_id)
-        if self.on_event:
-            self.on_event(event.report)
+        self.operating.event_ended()
+        self._closing.append(event)
+        self._marker_pending(event)
+        self._collect_written()
+
+    def _marker_pending(self, event: _Event) -> None:
+        """A place in the writer's order: all the event's frames are indexed before it."""
+        self.writer.submit(None, 0, None, None, lambda _: setattr(event, "ended", True))
+
+    def _collect_written(self) -> None:
+        self.writer.collect()
+        self._close_written_events()
+
+    def _close_written_events(self) -> None:
+        while self._closing and self._closing[0].ended:
+            event = self._closing.pop(0)
+            event.report.note = event.note
+            self.store.close_event(event.record, event.ended_wall_ns, event.note)
+            log.info(event.report.line())
+            if self.debug:
+                self.debug.end_sequence(event.record.event_id)
+            if self.on_event:
+                self.on_event(event.report)
 
     def _camera_failed(self, why: str) -> None:
         self._ring.clear()

@@ -10,6 +10,7 @@ puts it on a queue, so it never blocks other GPIO events.
 from __future__ import annotations
 
 import queue
+import threading
 from dataclasses import dataclass
 
 from gpiozero import DigitalInputDevice
@@ -36,6 +37,8 @@ class PirTrigger:
     def __init__(self, pin: int, clock: Clock, pin_factory=None) -> None:
         self._clock = clock
         self._triggers: queue.SimpleQueue[Trigger] = queue.SimpleQueue()
+        # Set on every rising edge: a stopped camera (standby) waits on it.
+        self.edge = threading.Event()
         try:
             self._device = DigitalInputDevice(
                 pin, pull_up=False, bounce_time=None, pin_factory=pin_factory
@@ -54,6 +57,10 @@ class PirTrigger:
 
     def _on_rising_edge(self) -> None:
         self._triggers.put(Trigger(PIR, self._clock.monotonic_ns(), self._clock.wall_ns()))
+        self.edge.set()
+
+    def has_pending(self) -> bool:
+        return not self._triggers.empty()
 
     def get(self, timeout_s: float | None = 0) -> Trigger | None:
         """Next trigger, or None if none arrives within `timeout_s` (0 = poll)."""

@@ -1,0 +1,144 @@
+"""Frame writer: JPEG encode, tag and durable save on worker threads.
+
+Note: simplejpeg 1.9.0 holds the GIL while it encodes (measured: two threads
+encode no faster than one), so the workers overlap encoding with copying,
+tagging and fsync, but not one encode with another; see docs/performance.md.
+
+The capture thread must never wait for an encoder: a PIR edge can come at
+any moment, including while the previous burst is still being encoded. So
+the capture thread only copies the frame's YUV planes out of the camera
+buffer (then releases the request: the buffer is the camera's again) and
+hands the copy to a worker. The worker encodes with simplejpeg (which drops
+the GIL), splices in EXIF/XMP and writes the file durably (temporary name,
+fsync, rename, directory fsync).
+
+Index rows are written by the capture thread only (one SQLite writer), in
+submission order, and only for jobs whose file is already on disk: the
+storage contract "file fsync'd and renamed before its row is committed"
+holds. Copies in flight are bounded by bytes (`max_pending_bytes`, default
+three 12 MP frames: one 4056x3040 YUV420 copy is 18.5 MB), so memory stays
+bounded at 12 MP while small frames never make the capture thread wait for
+a slow fsync.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import simplejpeg
+
+from trapd.camera import yuv420_planes
+
+
+# Three 12 MP YUV420 frames (4096 stride x 4560 rows).
+DEFAULT_PENDING_BYTES = 3 * 4096 * 4560
+
+
+def default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def encode_yuv(y: np.ndarray, u: np.ndarray, v: np.ndarray, quality: int) -> bytes:
+    """One JPEG from YUV420 planes (module-level so tests can slow it down)."""
+    return simplejpeg.encode_jpeg_yuv_planes(y, u, v, quality=quality)
+
+
+@dataclass
+class YuvCopy:
+    """The main stream of one frame, copied out of the camera buffer."""
+
+    array: np.ndarray
+    size: tuple[int, int]
+
+    @classmethod
+    def of(cls, frame) -> "YuvCopy":
+        # picamera2's make_array returns a copy: the request can be released at once.
+        return cls(frame.request.make_array("main"), tuple(frame.main_size))
+
+    def planes(self):
+        w, h = self.size
+        return yuv420_planes(self.array, w, h)
+
+
+@dataclass
+class Written:
+    saved: str | None      # path relative to the storage root, None if not saved
+    jpeg: bytes | None
+    stored_ns: int | None  # clock time when the file was durable
+
+
+class FrameWriter:
+    """`submit` encodes+saves on a worker; `collect` hands finished jobs, in
+    submission order, to their `on_written` callbacks on the calling thread."""
+
+    def __init__(self, save_file: Callable[[str, bytes], str | None], now_ns: Callable[[], int],
+                 workers: int | None = None,
+                 max_pending_bytes: int = DEFAULT_PENDING_BYTES) -> None:
+        self.workers = workers or default_workers()
+        self._save_file = save_file
+        self._now_ns = now_ns
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="trapd-writer")
+        self._max_bytes = max_pending_bytes
+        self._pending_bytes = 0
+        self._room = threading.Condition()
+        self._jobs: deque[tuple[Future, Callable[[Written], None]]] = deque()
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Start the threads and the encoder now, not at the first PIR edge."""
+        tiny = np.full((24, 64), 128, np.uint8)
+        y, u, v = yuv420_planes(tiny, 16, 16)
+        for done in [self._pool.submit(simplejpeg.encode_jpeg_yuv_planes, y, u, v, 90)
+                     for _ in range(self.workers)]:
+            done.result()
+
+    @property
+    def pending(self) -> int:
+        return len(self._jobs)
+
+    def submit(self, copy: YuvCopy | None, quality: int, tag: Callable[[bytes], bytes],
+               file_name: str | None, on_written: Callable[[Written], None]) -> None:
+        """Queue one frame; `copy=None` (a dropped frame) only keeps its place in order."""
+        if copy is None:
+            done: Future = Future()
+            done.set_result(Written(None, None, None))
+            self._jobs.append((done, on_written))
+            return
+        size = copy.array.nbytes
+        with self._room:   # one copy always fits, however large
+            self._room.wait_for(lambda: self._pending_bytes == 0
+                                or self._pending_bytes + size <= self._max_bytes)
+            self._pending_bytes += size
+        future = self._pool.submit(self._write, copy, quality, tag, file_name)
+        future.add_done_callback(lambda _: self._release(size))
+        self._jobs.append((future, on_written))
+
+    def _release(self, size: int) -> None:
+        with self._room:
+            self._pending_bytes -= size
+            self._room.notify_all()
+
+    def _write(self, copy: YuvCopy, quality: int, tag, file_name: str) -> Written:
+        jpeg = tag(encode_yuv(*copy.planes(), quality))
+        del copy
+        saved = self._save_file(file_name, jpeg)
+        return Written(saved, jpeg, self._now_ns())
+
+    def collect(self, wait: bool = False) -> int:
+        """Deliver finished jobs in order (all of them with `wait`); returns how many."""
+        delivered = 0
+        while self._jobs and (wait or self._jobs[0][0].done()):
+            future, on_written = self._jobs.popleft()
+            on_written(future.result())
+            delivered += 1
+        return delivered
+
+    def close(self) -> None:
+        self.collect(wait=True)
+        self._pool.shutdown(wait=True)
