@@ -19,7 +19,7 @@ from typing import Callable
 from trapd.camera import Camera, Frame, FrameRing
 from trapd.clock import Clock
 from trapd.config import Config
-from trapd.errors import CaptureFailed
+from trapd.errors import CameraUnavailable, CaptureFailed
 from trapd.metadata import CaptureInfo, StationInfo, build_exif, build_xmp, local_time, tag_jpeg
 from trapd.moon import moon_phase
 from trapd.motion import MotionFilter
@@ -90,6 +90,7 @@ class Trap:
         self._quiet_until_ns = 0
         self._wall_watch = WallClockWatch()
         self._wall_jump_ns = 0  # steps seen since the last event opened
+        self.last_frame_ns: int | None = None  # newest SensorTimestamp (the watchdog's proof of life)
         self._apply(config, station)
 
     def _apply(self, config: Config, station: StationInfo) -> None:
@@ -122,6 +123,10 @@ class Trap:
         except CaptureFailed as exc:
             self._camera_failed(str(exc))
             return
+        except CameraUnavailable as exc:
+            self._camera_failed(str(exc))
+            raise
+        self.last_frame_ns = frame.sensor_timestamp_ns
         self._watch_wall_clock(frame)
         trigger = self._next_trigger()
         if self._event is None and trigger is not None:
@@ -272,6 +277,20 @@ class Trap:
         self._ring.clear()
         if self._event is not None:
             self._end_event(f"camera error: {why}")
+        self._record_triggers_without_camera(why)
+
+    def _record_triggers_without_camera(self, why: str) -> None:
+        """PIR edges that came while the camera was down: events without
+        images, so the record shows something passed. Edges within
+        `trigger.max_event_s` of an event's first edge join that event."""
+        max_event_ns = int(self.config.trigger.max_event_s * NS)
+        first = None
+        while (trigger := self._next_trigger()) is not None:
+            if first is not None and trigger.t_monotonic_ns - first.t_monotonic_ns < max_event_ns:
+                continue
+            first = trigger
+            self._start_event(trigger)
+            self._end_event(f"no images, camera unavailable: {why}")
 
 
 def _spread(frames: list, count: int) -> list:
