@@ -275,17 +275,24 @@ class Trap:
 
     def _camera_failed(self, why: str) -> None:
         self._ring.clear()
+        missed = self._triggers_so_far()        # taken before the end of the event resets the quiet period
         if self._event is not None:
             self._end_event(f"camera error: {why}")
-        self._record_triggers_without_camera(why)
+        self._record_without_images(missed, why)
 
-    def _record_triggers_without_camera(self, why: str) -> None:
-        """PIR edges that came while the camera was down: events without
+    def _triggers_so_far(self) -> list[Trigger]:
+        triggers = []
+        while (trigger := self._next_trigger()) is not None:
+            triggers.append(trigger)
+        return triggers
+
+    def _record_without_images(self, triggers: list[Trigger], why: str) -> None:
+        """PIR edges that came while the camera was down become events without
         images, so the record shows something passed. Edges within
         `trigger.max_event_s` of an event's first edge join that event."""
         max_event_ns = int(self.config.trigger.max_event_s * NS)
         first = None
-        while (trigger := self._next_trigger()) is not None:
+        for trigger in triggers:
             if first is not None and trigger.t_monotonic_ns - first.t_monotonic_ns < max_event_ns:
                 continue
             first = trigger
