@@ -3,9 +3,9 @@ restart it on the same storage, check the queue after every cycle.
 
     .venv/bin/python bench/powercut.py [--cycles N] [--seed S] [--workdir DIR]
 
-Each cycle starts `trapd sim` (real time, a PIR firing every 1.5 s, filter
+Each cycle starts `trapd sim` (real time, a PIR firing every second, filter
 off so every burst frame is written), waits until it runs, lets it work for
-a random 0.2-2.5 s and kills it with SIGKILL. Then, as the next start-up
+a random 0.6-3 s and kills it with SIGKILL. Then, as the next start-up
 would, it opens the queue (recovery) and checks:
 - `trapd verify` is clean (every indexed file complete and decodable, every
   JPEG under images/ indexed) and no temporary file is left;
@@ -32,7 +32,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import simplejpeg
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,17 +57,17 @@ class Tally:
 
 def write_inputs(workdir: Path) -> tuple[Path, Path, Path]:
     config = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
-    config["hardware"]["camera"]["main_size"] = [1332, 990]
+    config["hardware"]["camera"]["main_size"] = [640, 480]   # keeps verify-everything cheap
     config["filter"]["enabled"] = False
     config["burst"].update(frames=5, interval_s=0.2)
     storage = workdir / "storage"
     config["storage"].update(root=str(storage), min_free_mb=0)
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    pir_every_s = 1.5
+    pir_every_s = 1.0          # re-triggers chain the bursts: nearly always mid-event
     scenario = {"name": "powercut", "duration_s": 3600, "seed": 5,
                 "conditions": [{"from_s": 0, "light": "day", "wind": 0.2}],
-                "pir": {"false_triggers": [{"at_s": round(0.5 + i * pir_every_s, 2), "duration_s": 0.4}
+                "pir": {"hold_s": 0.1, "false_triggers": [{"at_s": round(0.5 + i * pir_every_s, 2), "duration_s": 0.6}
                                            for i in range(int(3600 / pir_every_s))]}}
     scenario_path = workdir / "powercut-scenario.yaml"
     scenario_path.write_text(yaml.safe_dump(scenario))
@@ -87,7 +86,7 @@ def run_until_killed(config: Path, scenario: Path, storage: Path, log: Path, rng
             trap.kill()
             raise RuntimeError(f"the sim daemon did not start:\n{log.read_text()}")
         time.sleep(0.05)
-    time.sleep(rng.uniform(0.2, 2.5))
+    time.sleep(rng.uniform(0.6, 3.0))   # the first burst starts ~0.6 s in
     os.kill(trap.pid, signal.SIGKILL)
     trap.wait()
 
@@ -133,15 +132,12 @@ def check_after_restart(storage: Path, tally: Tally) -> None:
 
 
 def _committed_image_problem(storage: Path, file: str, digest: str, rows: dict) -> str | None:
+    """`verify()` has checked every indexed file (size, SHA-256, decode); here:
+    is the row of an image committed before an earlier kill still there, unchanged?"""
     if rows.get(file) != digest:
         return f"{file}: committed before a kill, its index row is gone or changed"
-    path = storage / file
-    if not path.exists():
+    if not (storage / file).exists():
         return f"{file}: committed before a kill, file lost"
-    try:
-        simplejpeg.decode_jpeg(path.read_bytes())
-    except ValueError as exc:
-        return f"{file}: committed before a kill, no longer decodes ({exc})"
     return None
 
 
@@ -168,6 +164,8 @@ def main(argv=None) -> int:
             run_until_killed(config, scenario, storage, workdir / "trapd.log", rng)
             before_recovery(storage, tally)
             check_after_restart(storage, tally)
+            print(f"cycle {cycle}: {len(tally.committed)} committed images, {tally.lost} lost, "
+                  f"{len(tally.problems)} problems", file=sys.stderr, flush=True)
         print_table(tally, args, time.monotonic() - started)
     for problem in tally.problems:
         print(problem)
