@@ -5,7 +5,7 @@ restart it on the same storage, check the queue after every cycle.
 
 Each cycle starts `trapd sim` (real time, a PIR firing every second, filter
 off so every burst frame is written), waits until it runs, lets it work for
-a random 0.6-3 s and kills it with SIGKILL. Then, as the next start-up
+a random 0.6-2 s and kills it with SIGKILL. Then, as the next start-up
 would, it opens the queue (recovery) and checks:
 - `trapd verify` is clean (every indexed file complete and decodable, every
   JPEG under images/ indexed) and no temporary file is left;
@@ -80,15 +80,17 @@ def run_until_killed(config: Path, scenario: Path, storage: Path, log: Path, rng
             [sys.executable, "-m", "trapd.cli", "sim", str(scenario), "--config", str(config),
              "--storage", str(storage), "--realtime"],
             stdout=subprocess.DEVNULL, stderr=stderr, cwd=REPO)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while "trapd running" not in log.read_text():
-        if trap.poll() is not None or time.monotonic() > deadline:
-            trap.kill()
-            raise RuntimeError(f"the sim daemon did not start:\n{log.read_text()}")
-        time.sleep(0.05)
-    time.sleep(rng.uniform(0.6, 3.0))   # the first burst starts ~0.6 s in
-    os.kill(trap.pid, signal.SIGKILL)
-    trap.wait()
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while "trapd running" not in log.read_text():
+            if trap.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the sim daemon did not start:\n{log.read_text()}")
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.6, 2.0))   # the first burst starts ~0.6 s in
+    finally:
+        if trap.poll() is None:
+            os.kill(trap.pid, signal.SIGKILL)
+        trap.wait()
 
 
 def before_recovery(storage: Path, tally: Tally) -> None:
@@ -159,13 +161,16 @@ def main(argv=None) -> int:
         config, scenario, storage = write_inputs(workdir)
         tally = Tally()
         started = time.monotonic()
-        for cycle in range(1, args.cycles + 1):
-            tally.cycles = cycle
-            run_until_killed(config, scenario, storage, workdir / "trapd.log", rng)
-            before_recovery(storage, tally)
-            check_after_restart(storage, tally)
-            print(f"cycle {cycle}: {len(tally.committed)} committed images, {tally.lost} lost, "
-                  f"{len(tally.problems)} problems", file=sys.stderr, flush=True)
+        try:
+            for cycle in range(1, args.cycles + 1):
+                run_until_killed(config, scenario, storage, workdir / "trapd.log", rng)
+                tally.cycles = cycle
+                before_recovery(storage, tally)
+                check_after_restart(storage, tally)
+                print(f"cycle {cycle}: {len(tally.committed)} committed images, {tally.lost} lost, "
+                      f"{len(tally.problems)} problems", file=sys.stderr, flush=True)
+        except KeyboardInterrupt:       # SIGINT: report the cycles completed so far
+            print(f"interrupted after {tally.cycles} of {args.cycles} cycles")
         print_table(tally, args, time.monotonic() - started)
     for problem in tally.problems:
         print(problem)

@@ -190,8 +190,9 @@ class Trap:
 
     def _extend(self, trigger: Trigger) -> None:
         event = self._event
+        # The burst cadence holds: a PIR chattering at kHz extends the event
+        # but does not turn it into a frame-rate recording.
         event.frames_due = self.config.burst.frames
-        event.next_frame_ns = min(event.next_frame_ns, trigger.t_monotonic_ns)
 
     # -- frames -----------------------------------------------------------
     def _event_frame(self, frame: Frame) -> None:
