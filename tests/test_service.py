@@ -127,3 +127,13 @@ def test_install_script_stages_a_unit_that_verifies_and_a_valid_config(tmp_path)
     removed = subprocess.run([REPO / "scripts" / "install.sh", "--uninstall"], env=env,
                              capture_output=True, text=True)
     assert removed.returncode == 0 and not unit.exists() and config.exists()
+
+
+def test_sd_notify_reaches_an_abstract_namespace_socket(monkeypatch):
+    from trapd.daemon import sd_notify
+    name = f"trapd-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind("\0" + name)
+        monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)       # as systemd passes it
+        assert sd_notify("WATCHDOG=1")
+        assert server.recv(64) == b"WATCHDOG=1"
