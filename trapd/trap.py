@@ -275,29 +275,15 @@ class Trap:
             self.on_event(event.report)
 
     def _camera_failed(self, why: str) -> None:
+        """End the event in flight; a PIR edge that came while the camera was
+        failing becomes an event without images, so the record shows that
+        something passed (PirTrigger keeps the earliest untaken edge)."""
         self._ring.clear()
-        missed = self._triggers_so_far()        # taken before the end of the event resets the quiet period
+        missed = self._next_trigger()   # before _end_event restarts the quiet period
         if self._event is not None:
             self._end_event(f"camera error: {why}")
-        self._record_without_images(missed, why)
-
-    def _triggers_so_far(self) -> list[Trigger]:
-        triggers = []
-        while (trigger := self._next_trigger()) is not None:
-            triggers.append(trigger)
-        return triggers
-
-    def _record_without_images(self, triggers: list[Trigger], why: str) -> None:
-        """PIR edges that came while the camera was down become events without
-        images, so the record shows something passed. Edges within
-        `trigger.max_event_s` of an event's first edge join that event."""
-        max_event_ns = int(self.config.trigger.max_event_s * NS)
-        first = None
-        for trigger in triggers:
-            if first is not None and trigger.t_monotonic_ns - first.t_monotonic_ns < max_event_ns:
-                continue
-            first = trigger
-            self._start_event(trigger)
+        if missed is not None:
+            self._start_event(missed)
             self._end_event(f"no images, camera unavailable: {why}")
 
 
