@@ -32,7 +32,7 @@ on_target() {  # steps that change the running system: not when staging into DES
 }
 
 install_trapd() {
-    if ! id trapd >/dev/null 2>&1; then
+    if [ -n "$DESTDIR" ] || ! id trapd >/dev/null 2>&1; then
         on_target useradd --system --home-dir /var/lib/trapd --no-create-home \
             --shell /usr/sbin/nologin --groups video,gpio trapd
     fi
