@@ -130,7 +130,7 @@ def check_after_restart(storage: Path, tally: Tally) -> None:
         problems.append(f"event number {min(new)} reused (earlier maximum {max(tally.events)})")
     tally.committed.update(rows)
     tally.events.update(events)
-    tally.problems += [f"cycle {tally.cycles}: {p}" for p in problems]
+    tally.problems += [f"cycle {tally.cycles + 1}: {p}" for p in problems]
 
 
 def _committed_image_problem(storage: Path, file: str, digest: str, rows: dict) -> str | None:
@@ -164,9 +164,9 @@ def main(argv=None) -> int:
         try:
             for cycle in range(1, args.cycles + 1):
                 run_until_killed(config, scenario, storage, workdir / "trapd.log", rng)
-                tally.cycles = cycle
                 before_recovery(storage, tally)
                 check_after_restart(storage, tally)
+                tally.cycles = cycle            # counted once checked
                 print(f"cycle {cycle}: {len(tally.committed)} committed images, {tally.lost} lost, "
                       f"{len(tally.problems)} problems", file=sys.stderr, flush=True)
         except KeyboardInterrupt:       # SIGINT: report the cycles completed so far
