@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: sim test clean
+.PHONY: sim test clean install uninstall
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -20,3 +20,10 @@ test: $(STAMP)
 
 clean:
 	rm -rf sim-output .pytest_cache .hypothesis
+
+# On the Pi, from /opt/trapd after creating the venv (README, "Install on a Raspberry Pi").
+install:
+	scripts/install.sh
+
+uninstall:
+	scripts/install.sh --uninstall

@@ -29,22 +29,27 @@ def test_the_falling_edge_is_not_a_trigger(mock_factory):
     assert pir.get() is not None and pir.get() is None
 
 
-def test_edges_from_another_thread_arrive_in_order(mock_factory):
+def test_edges_from_another_thread_coalesce_into_the_earliest_untaken_one(mock_factory):
     clock = VirtualClock()
     pir = PirTrigger(PIN, clock, mock_factory)
     pin = mock_factory.pin(PIN)
+    first_ns = clock.monotonic_ns()
 
     def chatter():
         for _ in range(50):
             pin.drive_high()
             pin.drive_low()
+            clock.sleep(0.001)
 
     thread = threading.Thread(target=chatter)
     thread.start()
-    triggers = [pir.get(timeout_s=2.0) for _ in range(50)]
+    trigger = pir.get(timeout_s=2.0)
     thread.join()
-    assert all(t is not None for t in triggers)
-    assert pir.get() is None
+    assert trigger.t_monotonic_ns == first_ns
+    taken = 1 + (pir.get() is not None)
+    assert taken + pir.coalesced_edges == 50     # every edge is a trigger or counted
+    pin.drive_high()                              # an edge after the backlog is taken
+    assert pir.get().t_monotonic_ns == clock.monotonic_ns() and pir.get() is None
 
 
 def test_a_pir_already_high_at_start_counts_as_a_trigger(mock_factory):

@@ -26,6 +26,7 @@ from trapd.sensors import Sensors
 from trapd.storage import Store
 from trapd.trap import EventReport, Trap
 from trapd.trigger import PirTrigger
+from trapd.watchdog import Watchdog, watchdog_interval_ns
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,12 @@ def sd_notify(message: str) -> bool:
     if address.startswith("@"):
         address = "\0" + address[1:]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.sendto(message.encode(), address)
+        sock.setblocking(False)     # a full socket queue must never stall the trap
+        try:
+            sock.sendto(message.encode(), address)
+        except OSError as exc:
+            log.warning("sd_notify %s not sent: %s", message, exc)
+            return False
     return True
 
 
@@ -135,6 +141,7 @@ class Daemon:
         self.trap = trap
         self._stop = False
         self._reload = False
+        self.watchdog = Watchdog(watchdog_interval_ns(), trap.clock, sd_notify)
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
@@ -154,6 +161,7 @@ class Daemon:
         sd_notify("READY=1")
         while not (self._stop or until() or self.trap.stop_requested):
             self.trap.step()
+            self.watchdog.tick(self.trap.last_frame_ns)
             if self._reload and not self.trap.in_event:
                 self._reload = False
                 self.reload()

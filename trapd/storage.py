@@ -131,6 +131,7 @@ class Store:
         try:
             _make_dir(self.root)
             _make_dir(self.root / IMAGES_DIR)
+            _make_private(self.root / DB_NAME)
             self._db = sqlite3.connect(self.root / DB_NAME, isolation_level=None,
                                        check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -139,7 +140,6 @@ class Store:
             self._add_missing_columns()
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open the image queue at {self.root}: {exc}") from exc
-        os.chmod(self.root / DB_NAME, FILE_MODE)
         if recover:
             self.recover()
 
@@ -401,6 +401,15 @@ def _check_image(path: Path, size: int, digest: str) -> str | None:
     except ValueError as exc:
         return f"not a decodable JPEG ({exc})"
     return None
+
+
+def _make_private(db: Path) -> None:
+    """The index file at FILE_MODE before SQLite opens it: SQLite gives the
+    -wal and -shm files it creates the database file's permissions."""
+    os.close(os.open(db, os.O_WRONLY | os.O_CREAT, FILE_MODE))
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        if path.exists():
+            os.chmod(path, FILE_MODE)
 
 
 def _make_dir(path: Path) -> None:

@@ -19,7 +19,7 @@ from typing import Callable
 from trapd.camera import Camera, Frame, FrameRing
 from trapd.clock import Clock
 from trapd.config import Config
-from trapd.errors import CaptureFailed
+from trapd.errors import CameraUnavailable, CaptureFailed
 from trapd.metadata import CaptureInfo, StationInfo, build_exif, build_xmp, local_time, tag_jpeg
 from trapd.moon import moon_phase
 from trapd.motion import MotionFilter
@@ -74,6 +74,7 @@ class _Event:
         self.trigger = trigger
         self.frames_due = frames_due
         self.next_frame_ns = trigger.t_monotonic_ns
+        self.last_edge_ns = trigger.t_monotonic_ns
         self.sequence = 0
         self.frames_taken = 0   # post-edge frames submitted (pre-trigger ones excluded)
         self.report = EventReport(record.event_id, trigger.source, trigger.t_monotonic_ns)
@@ -103,6 +104,7 @@ class Trap:
         self._quiet_until_ns = 0
         self._wall_watch = WallClockWatch()
         self._wall_jump_ns = 0  # steps seen since the last event opened
+        self.last_frame_ns: int | None = None  # newest SensorTimestamp (the watchdog's proof of life)
         self._apply(config, station)
 
     def _apply(self, config: Config, station: StationInfo) -> None:
@@ -147,6 +149,10 @@ class Trap:
         except CaptureFailed as exc:
             self._camera_failed(str(exc))
             return
+        except CameraUnavailable as exc:
+            self._camera_failed(str(exc))
+            raise
+        self.last_frame_ns = frame.sensor_timestamp_ns
         frame.arrived_ns = self.clock.monotonic_ns()
         self._watch_wall_clock(frame)
         self.operating.observe_frame(frame)
@@ -290,9 +296,15 @@ class Trap:
             return
         event.frames_due = self.config.burst.frames
         event.tail = 0
+        fresh = trigger.t_monotonic_ns - event.last_edge_ns > self._interval_ns()
+        event.last_edge_ns = trigger.t_monotonic_ns
+        if not fresh:
+            # A PIR chattering faster than the burst interval extends the event
+            # but does not turn it into a frame-rate recording.
+            return
         event.next_frame_ns = min(event.next_frame_ns, trigger.t_monotonic_ns)
-        # The frames just before this edge that the event did not store are its
-        # pre-trigger frames too (every edge gets its view from before it).
+        # The frames just before a new movement that the event did not store
+        # are its pre-trigger frames too (every edge gets its view from before it).
         for frame in self._ring.take_before(trigger.t_monotonic_ns):
             self._store_frame(frame, pre_trigger=True)
 
@@ -421,9 +433,16 @@ class Trap:
                 self.on_event(event.report)
 
     def _camera_failed(self, why: str) -> None:
+        """End the event in flight; a PIR edge that came while the camera was
+        failing becomes an event without images, so the record shows that
+        something passed (PirTrigger keeps the earliest untaken edge)."""
         self._ring.clear()
+        missed = self._next_trigger()   # before _end_event restarts the quiet period
         if self._event is not None:
             self._end_event(f"camera error: {why}")
+        if missed is not None:
+            self._start_event(missed)
+            self._end_event(f"no images, camera unavailable: {why}")
 
 
 def _spread(frames: list, count: int) -> list:

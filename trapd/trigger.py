@@ -4,12 +4,13 @@ The PIR is a gpiozero `DigitalInputDevice` with edge callbacks, not
 `MotionSensor`, whose 10 Hz polling adds 0-100 ms and drops short pulses.
 The callback runs on the pin factory's thread (lgpio's single FIFO thread on a
 Pi, the caller's thread under MockFactory); it only timestamps the edge and
-puts it on a queue, so it never blocks other GPIO events.
+keeps it, so it never blocks other GPIO events. Only the earliest edge not yet
+taken is kept; later ones are counted (`coalesced_edges`), so a PIR chattering
+at kHz costs constant memory and cannot build a backlog of stale triggers.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 from dataclasses import dataclass
 
@@ -32,11 +33,15 @@ class Trigger:
 
 
 class PirTrigger:
-    """Owns the PIR input. `get()` hands out triggers in edge order."""
+    """Owns the PIR input. `get()` hands out the earliest edge not yet taken;
+    edges while one is waiting are counted and coalesced into it (a PIR
+    chattering at 1 kHz must not build a backlog)."""
 
     def __init__(self, pin: int, clock: Clock, pin_factory=None) -> None:
         self._clock = clock
-        self._triggers: queue.SimpleQueue[Trigger] = queue.SimpleQueue()
+        self._pending: Trigger | None = None
+        self._pending_changed = threading.Condition()
+        self.coalesced_edges = 0
         # Set on every rising edge: a stopped camera (standby) waits on it.
         self.edge = threading.Event()
         try:
@@ -56,20 +61,25 @@ class PirTrigger:
         return bool(self._device.is_active)
 
     def _on_rising_edge(self) -> None:
-        self._triggers.put(Trigger(PIR, self._clock.monotonic_ns(), self._clock.wall_ns()))
+        with self._pending_changed:
+            if self._pending is not None:
+                self.coalesced_edges += 1
+            else:
+                self._pending = Trigger(PIR, self._clock.monotonic_ns(), self._clock.wall_ns())
+                self._pending_changed.notify_all()
         self.edge.set()
 
     def has_pending(self) -> bool:
-        return not self._triggers.empty()
+        return self._pending is not None
 
     def get(self, timeout_s: float | None = 0) -> Trigger | None:
-        """Next trigger, or None if none arrives within `timeout_s` (0 = poll)."""
-        try:
-            if not timeout_s:
-                return self._triggers.get_nowait()
-            return self._triggers.get(timeout=timeout_s)
-        except queue.Empty:
-            return None
+        """The earliest edge not yet taken, or None if none arrives within
+        `timeout_s` (0 = poll, None = wait for ever)."""
+        with self._pending_changed:
+            if timeout_s != 0:
+                self._pending_changed.wait_for(lambda: self._pending is not None, timeout_s)
+            trigger, self._pending = self._pending, None
+            return trigger
 
     def close(self) -> None:
         self._device.close()
