@@ -5,6 +5,7 @@
 #   scripts/install.sh --dry-run ...    print what would be done
 # PREFIX (default /opt/trapd) is the checkout with its .venv. With DESTDIR set,
 # files go below it and the user/systemctl steps are skipped (packaging, tests).
+# FLEET=1 also installs the drop-in that lets the fleet uploader reach the network.
 set -eu
 
 PREFIX=${PREFIX:-/opt/trapd}
@@ -12,6 +13,8 @@ DESTDIR=${DESTDIR:-}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 UNIT=$DESTDIR/etc/systemd/system/trapd.service
 CONFIG=$DESTDIR/etc/trapd/config.yaml
+DROPIN=$DESTDIR/etc/systemd/system/trapd.service.d/fleet.conf
+FLEET=${FLEET:-0}
 DRY=0
 ACTION=install
 for arg in "$@"; do
@@ -43,6 +46,10 @@ install_trapd() {
         sed "s#/opt/trapd/#$PREFIX/#g" "$HERE/systemd/trapd.service" > "$UNIT"
         chmod 0644 "$UNIT"
     fi
+    if [ "$FLEET" = 1 ]; then
+        run mkdir -p "$(dirname "$DROPIN")"
+        run cp "$HERE/systemd/trapd.service.d/fleet.conf" "$DROPIN"
+    fi
     if [ -e "$CONFIG" ]; then
         echo "keeping the existing $CONFIG"
     elif [ "$DRY" = 1 ]; then
@@ -60,7 +67,7 @@ install_trapd() {
 
 uninstall_trapd() {
     on_target systemctl disable --now trapd.service
-    run rm -f "$UNIT"
+    run rm -f "$UNIT" "$DROPIN"
     on_target systemctl daemon-reload
     echo "removed the service; kept $CONFIG, the images in /var/lib/trapd and the user trapd"
 }

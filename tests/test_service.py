@@ -137,3 +137,21 @@ def test_sd_notify_reaches_an_abstract_namespace_socket(monkeypatch):
         monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)       # as systemd passes it
         assert sd_notify("WATCHDOG=1")
         assert server.recv(64) == b"WATCHDOG=1"
+
+
+def test_the_fleet_drop_in_opens_ip_and_still_passes_verify(tmp_path):
+    """With fleet.enabled the uploader needs IP: the drop-in adds it, nothing else."""
+    analyze = require_tool("systemd-analyze")
+    drop_in = (REPO / "systemd" / "trapd.service.d" / "fleet.conf").read_text()
+    assert "AF_INET AF_INET6" in drop_in and "IPAddressAllow=" in drop_in
+    unit = local_unit(REPO / "systemd" / "trapd.service", tmp_path)
+    unit.write_text(unit.read_text() + "\n" + drop_in)     # as systemd merges a drop-in
+    result = subprocess.run([analyze, "verify", "--man=no", str(unit)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_install_with_fleet_stages_the_drop_in(tmp_path):
+    subprocess.run(["sh", str(REPO / "scripts" / "install.sh")], check=True, capture_output=True,
+                   env={**os.environ, "DESTDIR": str(tmp_path), "FLEET": "1"})
+    staged = tmp_path / "etc/systemd/system/trapd.service.d/fleet.conf"
+    assert staged.read_text() == (REPO / "systemd" / "trapd.service.d" / "fleet.conf").read_text()
