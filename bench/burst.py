@@ -120,7 +120,7 @@ def main() -> int:
         return 0
     cores = os.cpu_count()
     rate1 = single_encode_rate(camera_frame(1))
-    with tempfile.TemporaryDirectory(dir=".") as tmp:
+    with tempfile.TemporaryDirectory(prefix="trapd-burst-") as tmp:
         sync = burst(args.frames, 1, Path(tmp) / "one")
         threaded = burst(args.frames, args.workers, Path(tmp) / "many")
         rate1_after = single_encode_rate(camera_frame(1))
