@@ -35,7 +35,7 @@ from typing import TextIO
 from trapd.config import Config
 from trapd.errors import ExportError, OffloadError
 from trapd.export import MEDIA_DIR, ExportOptions, export_camtrap_dp
-from trapd.storage import NOT_OFFLOADED, OFFLOADED, FREED, Store
+from trapd.storage import FREED, NOT_OFFLOADED, OFFLOADED, Store, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def _copy_verified(data: bytes, target: Path, sha256: str) -> bool:
         if _sha256_on_disk(partial) != sha256:
             raise _SkipImage(f"the copy at {partial} read back differently (failing drive?)")
         os.replace(partial, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except OSError as exc:
         partial.unlink(missing_ok=True)
         if exc.errno == errno.ENOSPC:
@@ -211,15 +211,7 @@ def _make_dirs(path: Path) -> None:
         path = path.parent
     for directory in reversed(missing):
         directory.mkdir()
-        _fsync_dir(directory.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_dir(directory.parent)
 
 
 def _write_package(store: Store, config: Config, dest: Path, dest_key: str,

@@ -223,7 +223,7 @@ class Store:
         try:
             _write_durably(temporary, jpeg)
             os.replace(temporary, target)
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         except OSError as exc:
             temporary.unlink(missing_ok=True)
             log.error("could not save %s: %s", relative_path, exc)
@@ -427,7 +427,8 @@ def _write_durably(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new entry in `path` durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
