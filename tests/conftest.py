@@ -4,7 +4,6 @@ MockFactory per test, and the sim hardware (virtual clock, camera rig, PIR pin).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from requirements import missing
 import yaml
 from gpiozero.pins.mock import MockFactory
 
@@ -31,10 +31,8 @@ def require_shared(relative: str) -> Path:
     """A path under ../shared, or skip (fail in CI, where TRAPD_REQUIRE_SHARED=1)."""
     path = SHARED / relative
     if not path.exists():
-        reason = f"../shared/{relative} not present (a clone without the team's shared folder)"
-        if os.environ.get("TRAPD_REQUIRE_SHARED") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        missing(f"../shared/{relative} not present (a clone without the team's shared folder)",
+                "TRAPD_REQUIRE_SHARED")
     return path
 
 
@@ -42,10 +40,7 @@ def require_tool(name: str) -> str:
     """A system tool's path, or skip (fail in CI, where TRAPD_REQUIRE_TOOLS=1)."""
     path = shutil.which(name)
     if path is None:
-        reason = f"{name} not installed (.ci/run installs it with apt-get)"
-        if os.environ.get("TRAPD_REQUIRE_TOOLS") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        missing(f"{name} not installed (.ci/run installs it with apt-get)", "TRAPD_REQUIRE_TOOLS")
     return path
 
 

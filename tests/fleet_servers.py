@@ -224,6 +224,7 @@ def weed_binary() -> str | None:
 
 # --- pytest fixtures (imported by conftest.py) ------------------------------
 import pytest  # noqa: E402
+from requirements import missing  # noqa: E402
 
 STATIONS = ["LOL-A017", "TRAP-A", "TRAP-B"]
 
@@ -231,10 +232,7 @@ STATIONS = ["LOL-A017", "TRAP-A", "TRAP-B"]
 def _require(path: str | None, name: str, how: str) -> str:
     """The tool's path, or skip with one line (fail where TRAPD_REQUIRE_TOOLS=1, i.e. CI)."""
     if path is None:
-        reason = f"{name} not available ({how})"
-        if os.environ.get("TRAPD_REQUIRE_TOOLS") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        missing(f"{name} not available ({how})", "TRAPD_REQUIRE_TOOLS")
     return path
 
 

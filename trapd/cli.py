@@ -307,6 +307,11 @@ def _offload(args) -> int:
                          progress=Progress(sys.stdout))
     finally:
         store.close()
+    return _report(result)
+
+
+def _report(result) -> int:
+    """An offload's or a sync's summary and problems; exit 1 if there were any."""
     print(result.summary())
     for problem in result.problems:
         print(problem)
@@ -326,10 +331,7 @@ def _sync(args) -> int:
     finally:
         db.close()
         store.close()
-    print(result.summary())
-    for problem in result.problems:
-        print(problem)
-    return EXIT_PROBLEMS if result.problems else EXIT_OK
+    return _report(result)
 
 
 def _retime(args) -> int:
