@@ -4,11 +4,13 @@ A 12 MP YUV420 frame (what the camera hands over) is pushed through trapd's
 own FrameWriter: copy out of the "camera buffer", encode (simplejpeg from YUV
 planes) + EXIF/XMP tag on worker threads, durable write (tmp, fsync, rename).
 The limit is measured in the same run: number of cores x the rate of one
-single-threaded simplejpeg encode from YUV planes.
+single-threaded simplejpeg encode from YUV planes. Limit and bursts are
+measured in alternating rounds and each figure is the median over the rounds,
+so a busy moment on a shared machine does not land on one side only.
 
-Usage: .venv/bin/python bench/burst.py [--frames 10] [--workers N]
-Peak RSS (ru_maxrss) is read in a fresh child process running only the burst,
-so the parent's imports and other runs do not count.
+Usage: .venv/bin/python bench/burst.py [--frames 30] [--rounds 3] [--workers N]
+Peak RSS (ru_maxrss) is read in a fresh child process running only a 10-frame
+burst, so the parent's imports and other runs do not count.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,10 +31,11 @@ import simplejpeg
 
 from trapd.camera import yuv420_planes
 from trapd.storage import Store
-from trapd.writer import FrameWriter, YuvCopy
+from trapd.writer import FrameWriter, YuvCopy, default_workers
 
 W, H = 4056, 3040
 STRIDE = 4096   # YUV420 stride rounded up to 64, as picamera2 lays it out
+MEMORY_BURST_FRAMES = 10
 
 
 def camera_frame(seed: int) -> np.ndarray:
@@ -67,8 +71,8 @@ def single_encode_rate(frame: np.ndarray, repeats: int = 4) -> float:
 
 
 def threaded_encode_rate(frame: np.ndarray, threads: int, per_thread: int = 2) -> float:
-    """Encodes/s with `threads` threads encoding at once: shows whether simplejpeg
-    releases the GIL (it would scale with the cores if it did)."""
+    """Encodes/s with `threads` threads encoding at once and nothing else:
+    near the limit when simplejpeg releases the GIL while it encodes."""
     import threading
     y, u, v = yuv420_planes(frame, W, H)
 
@@ -85,22 +89,25 @@ def threaded_encode_rate(frame: np.ndarray, threads: int, per_thread: int = 2) -
     return threads * per_thread / (time.perf_counter() - t)
 
 
-def burst(frames: int, workers: int, root: Path) -> float:
-    """Frames/s from the first copy to the last fsync'd file indexed."""
+def burst(frames: int, workers: int, root: Path) -> tuple[float, float]:
+    """(whole burst, sustained) frames/s: from the first copy to the last
+    fsync'd file, and between the first and the last file made durable
+    (the rate once the pipeline is full)."""
     store = Store(root, 0)
     writer = FrameWriter(store.save_file, time.monotonic_ns, workers=workers)
     buffer = camera_frame(1)
-    saved = []
-    t = time.perf_counter()
+    written = []
+    start_ns = time.monotonic_ns()
     for i in range(frames):
         writer.submit(YuvCopy.of(FakeFrame(buffer)), 90, lambda j: j, f"b/{i:03d}.jpg",
-                      lambda written: saved.append(written.saved))   # the JPEG bytes go, as in trapd
+                      lambda w: written.append((w.saved, w.stored_ns)))   # the JPEG bytes go, as in trapd
         writer.collect()
     writer.close()
-    elapsed = time.perf_counter() - t
     store.close()
-    assert len(saved) == frames and all(saved)
-    return frames / elapsed
+    assert len(written) == frames and all(saved for saved, _ in written)
+    stored = sorted(ns for _, ns in written)
+    return (frames * 1e9 / (stored[-1] - start_ns),
+            (frames - 1) * 1e9 / (stored[-1] - stored[0]))
 
 
 def child(frames: int, workers: int) -> None:
@@ -111,35 +118,43 @@ def child(frames: int, workers: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--frames", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.frames, args.workers)
+        child(MEMORY_BURST_FRAMES, args.workers)
         return 0
     cores = os.cpu_count()
-    rate1 = single_encode_rate(camera_frame(1))
+    frame = camera_frame(1)
+    rounds = {k: [] for k in ("single", "sync", "threaded", "sustained", "parallel")}
     with tempfile.TemporaryDirectory(prefix="trapd-burst-") as tmp:
-        sync = burst(args.frames, 1, Path(tmp) / "one")
-        threaded = burst(args.frames, args.workers, Path(tmp) / "many")
-        rate1_after = single_encode_rate(camera_frame(1))
-        parallel = threaded_encode_rate(camera_frame(1), cores)
-    limit = cores * (rate1 + rate1_after) / 2
-    peak = subprocess.run([sys.executable, __file__, "--child", "--frames", str(args.frames),
-                           "--workers", str(args.workers)], capture_output=True, text=True,
-                          check=True).stdout.strip().splitlines()[-1]
+        for i in range(args.rounds):
+            rounds["single"].append(single_encode_rate(frame))
+            rounds["sync"].append(burst(args.frames, 1, Path(tmp) / f"one{i}")[0])
+            whole, sustained = burst(args.frames, args.workers, Path(tmp) / f"many{i}")
+            rounds["threaded"].append(whole)
+            rounds["sustained"].append(sustained)
+            rounds["parallel"].append(threaded_encode_rate(frame, cores))
+    single, sync, threaded, sustained, parallel = (
+        statistics.median(rounds[k]) for k in ("single", "sync", "threaded", "sustained", "parallel"))
+    limit = cores * single
+    peak = subprocess.run([sys.executable, __file__, "--child", "--workers", str(args.workers)],
+                          capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
     print(f"12 MP ({W}x{H}) burst of {args.frames}, capture copy -> encode+tag -> fsync'd file, "
-          f"{cores} cores")
+          f"{cores} cores, median of {args.rounds} rounds")
     print(f"{'':44} {'frames/s':>9} {'of limit':>9}")
-    print(f"{'limit: cores x single encode (before/after)':44} {limit:9.2f} {'100 %':>9}"
-          f"   (single {rate1:.2f} / {rate1_after:.2f} /s)")
+    print(f"{'limit: cores x single encode':44} {limit:9.2f} {'100 %':>9}"
+          f"   (single {single:.2f}/s; rounds {', '.join(f'{r:.1f}' for r in rounds['single'])})")
     print(f"{'baseline: 1 writer thread':44} {sync:9.2f} {100 * sync / limit:8.0f} %")
-    print(f"{f'trapd FrameWriter, {args.workers} workers':44} {threaded:9.2f} {100 * threaded / limit:8.0f} %")
-    print(f"{f'encode only, {cores} threads at once':44} {parallel:9.2f} {100 * parallel / limit:8.0f} %"
-          "   (simplejpeg holds the GIL if this is near 1 core's rate)")
-    print(f"peak RSS of a process running the {args.frames}-frame burst: {float(peak):.0f} MB "
-          f"(budget 200 MB on a Pi Zero 2 W)")
+    print(f"{f'trapd FrameWriter, {args.workers} encoders, whole burst':44} {threaded:9.2f} "
+          f"{100 * threaded / limit:8.0f} %   (rounds {', '.join(f'{r:.1f}' for r in rounds['threaded'])})")
+    print(f"{f'trapd FrameWriter, {args.workers} encoders, sustained':44} {sustained:9.2f} "
+          f"{100 * sustained / limit:8.0f} %   (rounds {', '.join(f'{r:.1f}' for r in rounds['sustained'])})")
+    print(f"{f'encode only, {cores} threads at once':44} {parallel:9.2f} {100 * parallel / limit:8.0f} %")
+    print(f"peak RSS of a process running a {MEMORY_BURST_FRAMES}-frame burst with {args.workers} "
+          f"workers: {float(peak):.0f} MB (budget 200 MB on a Pi Zero 2 W)")
     return 0
 
 

@@ -55,7 +55,7 @@ class SyncWriter(FrameWriter):
 
     def submit(self, copy, quality, tag, file_name, on_written):
         done: Future = Future()
-        done.set_result(self._write(copy, quality, tag, file_name) if copy is not None
+        done.set_result(self._save(self._encode(copy, quality, tag), file_name) if copy is not None
                         else Written(None, None, None))
         self._jobs.append((done, on_written))
 

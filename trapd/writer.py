@@ -1,16 +1,13 @@
 """Frame writer: JPEG encode, tag and durable save on worker threads.
 
-Note: simplejpeg 1.9.0 holds the GIL while it encodes (measured: two threads
-encode no faster than one), so the workers overlap encoding with copying,
-tagging and fsync, but not one encode with another; see docs/performance.md.
-
 The capture thread must never wait for an encoder: a PIR edge can come at
 any moment, including while the previous burst is still being encoded. So
 the capture thread only copies the frame's YUV planes out of the camera
 buffer (then releases the request: the buffer is the camera's again) and
-hands the copy to a worker. The worker encodes with simplejpeg (which drops
-the GIL), splices in EXIF/XMP and writes the file durably (temporary name,
-fsync, rename, directory fsync).
+hands the copy to an encoder thread, one per core: simplejpeg (which drops
+the GIL while it encodes), then EXIF/XMP spliced in. One saver thread
+writes the files durably (temporary name, fsync, rename, directory fsync),
+so no encoder sits idle waiting for the card.
 
 Index rows are written by the capture thread only (one SQLite writer), in
 submission order, and only for jobs whose file is already on disk: the
@@ -28,6 +25,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -74,8 +72,9 @@ class Written:
 
 
 class FrameWriter:
-    """`submit` encodes+saves on a worker; `collect` hands finished jobs, in
-    submission order, to their `on_written` callbacks on the calling thread."""
+    """`submit` encodes on an encoder thread, then saves on the saver thread;
+    `collect` hands finished jobs, in submission order, to their `on_written`
+    callbacks on the calling thread."""
 
     def __init__(self, save_file: Callable[[str, bytes], str | None], now_ns: Callable[[], int],
                  workers: int | None = None,
@@ -83,7 +82,8 @@ class FrameWriter:
         self.workers = workers or default_workers()
         self._save_file = save_file
         self._now_ns = now_ns
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="trapd-writer")
+        self._encoders = ThreadPoolExecutor(self.workers, thread_name_prefix="trapd-encoder")
+        self._saver = ThreadPoolExecutor(1, thread_name_prefix="trapd-saver")
         self._max_bytes = max_pending_bytes
         self._pending_bytes = 0
         self._room = threading.Condition()
@@ -94,7 +94,7 @@ class FrameWriter:
         """Start the threads and the encoder now, not at the first PIR edge."""
         tiny = np.full((24, 64), 128, np.uint8)
         y, u, v = yuv420_planes(tiny, 16, 16)
-        for done in [self._pool.submit(simplejpeg.encode_jpeg_yuv_planes, y, u, v, 90)
+        for done in [self._encoders.submit(simplejpeg.encode_jpeg_yuv_planes, y, u, v, 90)
                      for _ in range(self.workers)]:
             done.result()
 
@@ -115,18 +115,37 @@ class FrameWriter:
             self._room.wait_for(lambda: self._pending_bytes == 0
                                 or self._pending_bytes + size <= self._max_bytes)
             self._pending_bytes += size
-        future = self._pool.submit(self._write, copy, quality, tag, file_name)
-        future.add_done_callback(lambda _: self._release(size))
-        self._jobs.append((future, on_written))
+        job: Future = Future()
+        encoding = self._encoders.submit(self._encode, copy, quality, tag)
+        encoding.add_done_callback(partial(self._save_encoded, job, file_name, size))
+        self._jobs.append((job, on_written))
+
+    def _save_encoded(self, job: Future, file_name: str, size: int, encoding: Future) -> None:
+        """On the encoder thread that finished: queue the JPEG for the saver."""
+        if encoding.exception() is not None:
+            self._release(size)
+            job.set_exception(encoding.exception())
+            return
+        saving = self._saver.submit(self._save, encoding.result(), file_name)
+        saving.add_done_callback(partial(self._finish, job, size))
+
+    def _finish(self, job: Future, size: int, saving: Future) -> None:
+        self._release(size)
+        if saving.exception() is not None:
+            job.set_exception(saving.exception())
+        else:
+            job.set_result(saving.result())
 
     def _release(self, size: int) -> None:
         with self._room:
             self._pending_bytes -= size
             self._room.notify_all()
 
-    def _write(self, copy: YuvCopy, quality: int, tag, file_name: str) -> Written:
-        jpeg = tag(encode_yuv(*copy.planes(), quality))
-        del copy
+    @staticmethod
+    def _encode(copy: YuvCopy, quality: int, tag) -> bytes:
+        return tag(encode_yuv(*copy.planes(), quality))
+
+    def _save(self, jpeg: bytes, file_name: str) -> Written:
         saved = self._save_file(file_name, jpeg)
         return Written(saved, jpeg, self._now_ns())
 
@@ -141,4 +160,5 @@ class FrameWriter:
 
     def close(self) -> None:
         self.collect(wait=True)
-        self._pool.shutdown(wait=True)
+        self._encoders.shutdown(wait=True)
+        self._saver.shutdown(wait=True)
