@@ -187,3 +187,17 @@ def test_an_animal_coming_into_view_in_the_newest_background_frame_is_kept(scene
     result = motion.score(now, previous=background[-1])
     assert result.keep and result.confirmed
 
+
+def brighter_body(frame, x, y, w, h, by):
+    out = frame.astype(np.int16)
+    body = np.zeros(frame.shape, np.uint8)
+    cv2.ellipse(body, (x + w // 2, y + h // 2), (w // 2, h // 2), 0, 0, 360, 1, -1)
+    return np.clip(out + by * body, 0, 255).astype(np.uint8)
+
+
+def test_a_dim_animal_under_the_ir_lamp_is_kept(still, scene):
+    """Fur under the lamp may stand only about twice pixel_threshold above the
+    ground; the strong-change core must not ask for more."""
+    body = brighter_body(scene, 100, 120, 30, 18, by=34)
+    result = still.score(grain(body, 9), previous=grain(brighter_body(scene, 96, 120, 30, 18, by=34), 8))
+    assert result.keep

@@ -52,8 +52,9 @@ WINDOW_PER_ANIMAL = 2.0
 MIN_WINDOW_PX = 8
 WINDOW_STEP = 4
 # A window counts only if this many of its changed pixels exceed their
-# threshold by CORE_MARGIN x pixel_threshold.
-CORE_MARGIN = 1.0
+# threshold by CORE_MARGIN x pixel_threshold (0.5: a hare or leopard under the
+# IR lamp differs from leaf litter by only about twice pixel_threshold).
+CORE_MARGIN = 0.5
 MIN_CORE_PIXELS = 4
 # The frame's own noise may raise the threshold to at most this many times
 # pixel_threshold: beyond that, the "noise" is the scene having changed.
