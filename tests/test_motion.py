@@ -155,3 +155,49 @@ def test_sensitivity_follows_animal_size_and_distance():
     assert hare_far < hare_near and hare_far < leopard_far
     assert hare_near == pytest.approx(4 * hare_far)
     assert min_blob_fraction(FilterConfig(min_blob_fraction=0.01), CAMERA) == 0.01
+
+
+# -- confirmation by the camera frame just before ---------------------------
+
+def test_a_change_the_previous_camera_frame_did_not_show_is_a_flicker(still, scene):
+    """Heat shimmer or a glint: there in one frame, not in the one before."""
+    flicker = grain(with_body(scene, 100, 120, 24, 14), 9)
+    assert still.score(flicker).keep                      # no previous frame: judged alone
+    result = still.score(flicker, previous=grain(scene, 8))
+    assert not result.keep and result.confirmed is False
+
+
+def test_an_animal_seen_in_the_previous_frame_nearby_is_kept(still, scene):
+    """A running hare at the farthest distance moves over two body lengths a frame."""
+    w, h = smallest_animal_px(FilterConfig(), CAMERA)
+    size = (int(round(w)), int(round(h)) + 1)
+    before = grain(with_body(scene, 200, 180, *size, value=190), 30)
+    now = grain(with_body(scene, 200 - int(2.5 * w), 180, *size, value=190), 31)
+    result = still.score(now, previous=before)
+    assert result.keep and result.confirmed
+
+
+def test_an_animal_coming_into_view_in_the_newest_background_frame_is_kept(scene):
+    """The first frame scored in the trap has the newest background frame as
+    the frame before it; the animal's change there must not hide it."""
+    background = [grain(scene, s) for s in range(5)]
+    background.append(grain(with_body(scene, -15, 100, 30, 18), 5))   # half in view
+    motion = make_filter(background)
+    now = grain(with_body(scene, -5, 100, 30, 18), 6)
+    result = motion.score(now, previous=background[-1])
+    assert result.keep and result.confirmed
+
+
+def brighter_body(frame, x, y, w, h, by):
+    out = frame.astype(np.int16)
+    body = np.zeros(frame.shape, np.uint8)
+    cv2.ellipse(body, (x + w // 2, y + h // 2), (w // 2, h // 2), 0, 0, 360, 1, -1)
+    return np.clip(out + by * body, 0, 255).astype(np.uint8)
+
+
+def test_a_dim_animal_under_the_ir_lamp_is_kept(still, scene):
+    """Fur under the lamp may stand only about twice pixel_threshold above the
+    ground; the strong-change core must not ask for more."""
+    body = brighter_body(scene, 100, 120, 30, 18, by=34)
+    result = still.score(grain(body, 9), previous=grain(brighter_body(scene, 96, 120, 30, 18, by=34), 8))
+    assert result.keep

@@ -192,6 +192,10 @@ class FrameRing:
         self._lores = np.zeros((max(keep_lores, 1), h, w), np.uint8)
         self._lores_ts = np.full(max(keep_lores, 1), -1, np.int64)
         self._next_slot = 0
+        # The newest frames seen, stored in an event or not: the filter compares
+        # each frame it scores with the camera frame just before it.
+        self._seen = np.zeros((2, h, w), np.uint8)
+        self._seen_ts = np.full(2, -1, np.int64)
 
     def push(self, frame: Frame) -> None:
         slot = self._next_slot
@@ -215,11 +219,31 @@ class FrameRing:
         order = np.argsort(self._lores_ts)
         return [self._lores[i] for i in order if 0 <= self._lores_ts[i] < t_ns]
 
+    def see(self, frame: Frame) -> None:
+        """Note a frame's lores Y plane as the newest seen (every frame, before it is used)."""
+        slot = int(np.argmin(self._seen_ts))
+        self._seen[slot] = frame.lores_y
+        self._seen_ts[slot] = frame.sensor_timestamp_ns
+
+    def lores_just_before(self, t_ns: int, max_gap_ns: int) -> np.ndarray | None:
+        """The lores Y plane of the newest frame from before `t_ns`, if it came
+        at most `max_gap_ns` before it (the previous camera frame, not an older one)."""
+        times = np.concatenate([self._lores_ts, self._seen_ts])
+        times = np.where((times >= 0) & (times < t_ns), times, -1)
+        newest = int(np.argmax(times))
+        if times[newest] < 0 or t_ns - times[newest] > max_gap_ns:
+            return None
+        if newest < len(self._lores_ts):
+            return self._lores[newest]
+        return self._seen[newest - len(self._lores_ts)]
+
     def forget_lores(self) -> None:
         """Drop the background frames (the light changed: they no longer match)."""
         self._lores_ts[:] = -1
+        self._seen_ts[:] = -1
 
     def clear(self) -> None:
         while self._held:
             self._held.popleft().release()
         self._lores_ts[:] = -1
+        self._seen_ts[:] = -1

@@ -6,8 +6,11 @@ A manifest is a CSV with at least `file,sequence_id,frame_index,label`
 filter before the test frames, standing in for pre-trigger frames; default
 `test`). Each sequence runs through the firmware's own MotionFilter exactly
 as an event does in the trap: background first, then the test frames in
-order. Images are reduced to the lores Y plane the way the camera's ISP
-does it: luma, scaled to `hardware.camera.lores_size`.
+order, each test frame with the one before it as the previous camera frame
+(the first has none: background frames may be hours or days older, as in a
+pair of photos, so they never stand in for the frame just before). Images
+are reduced to the lores Y plane the way the camera's ISP does it: luma,
+scaled to `hardware.camera.lores_size`.
 """
 
 from __future__ import annotations
@@ -129,11 +132,13 @@ def score_sequences(sequences: list[list[ManifestRow]], config: Config,
         motion = MotionFilter(config.filter, config.hardware.camera)
         background = [load_lores_y(r.file, lores_size) for r in sequence if r.role == "background"]
         motion.set_background(background)
+        previous = None
         for row in (r for r in sequence if r.role == "test"):
             frame = load_lores_y(row.file, lores_size)
             start = time.perf_counter()
-            result = motion.score(frame)
+            result = motion.score(frame, previous)
             seconds = time.perf_counter() - start
+            previous = frame
             scores.append(FrameScore(row, result, image_condition(row.file), seconds))
             if debug:
                 debug.frame(row.sequence_id, row.file.stem, frame, result, row.label)

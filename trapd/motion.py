@@ -52,8 +52,9 @@ WINDOW_PER_ANIMAL = 2.0
 MIN_WINDOW_PX = 8
 WINDOW_STEP = 4
 # A window counts only if this many of its changed pixels exceed their
-# threshold by CORE_MARGIN x pixel_threshold.
-CORE_MARGIN = 1.0
+# threshold by CORE_MARGIN x pixel_threshold (0.5: a hare or leopard under the
+# IR lamp differs from leaf litter by only about twice pixel_threshold).
+CORE_MARGIN = 0.5
 MIN_CORE_PIXELS = 4
 # The frame's own noise may raise the threshold to at most this many times
 # pixel_threshold: beyond that, the "noise" is the scene having changed.
@@ -64,6 +65,14 @@ BACKGROUND_MOTION_SPREAD = np.ones((7, 7), np.uint8)
 # this share of it differs from the background (fur against leaf litter).
 SILHOUETTE_HEIGHT_PER_LENGTH = 0.6
 SILHOUETTE_SHARE_CHANGED = 0.5
+# A detection must be confirmed by the previous camera frame: in the window
+# grown by CONFIRM_REACH windows each way (4 body lengths of the smallest
+# animal: a hare at 10 m/s moves 2.5 per frame at 10 fps), at least
+# CONFIRM_SHARE of the least change that counts (min_blob_fraction) must
+# differ from the background too (half: an animal just coming into view
+# showed less of itself the frame before).
+CONFIRM_REACH = 2.0
+CONFIRM_SHARE = 0.5
 LEVELS = np.arange(256, dtype=np.float32)
 # Cells (rows, columns) over which local brightness changes are measured, and
 # the largest local gain followed.
@@ -80,6 +89,9 @@ class MotionResult:
     changed_fraction: float
     light_change: bool
     changed: np.ndarray | None = None        # the despeckled change mask, for debugging
+    # Did the camera frame just before show change around the same place?
+    # None: not asked (nothing to keep, or no previous frame known).
+    confirmed: bool | None = None
 
 
 def smallest_animal_px(config: FilterConfig, camera: CameraConfig) -> tuple[float, float]:
@@ -116,6 +128,7 @@ class MotionFilter:
         self._background: np.ndarray | None = None
         self._background_cdf: np.ndarray | None = None
         self._background_motion: np.ndarray | None = None
+        self._confirm_motion: np.ndarray | None = None
 
     @property
     def has_background(self) -> bool:
@@ -126,12 +139,16 @@ class MotionFilter:
         to one frame with a bird in it), and how much each pixel moves on its
         own (see _background_motion)."""
         if not lores_frames:
-            self._background = self._background_motion = None
+            self._background = self._background_motion = self._confirm_motion = None
             return
         stack = np.stack([self._smooth(f) for f in lores_frames]).astype(np.float32)
         median = np.median(stack, axis=0)
-        self._use_background(median.astype(np.uint8),
-                             _background_motion(stack, median, self.config.pixel_threshold))
+        floor = self.config.pixel_threshold
+        self._use_background(median.astype(np.uint8), _background_motion(stack, median, floor))
+        # The newest background frame is the previous camera frame of the first
+        # frame scored: its own change must not hide it from the confirmation.
+        self._confirm_motion = (_background_motion(stack[:-1], median, floor)
+                                if len(stack) > 1 else self._background_motion)
 
     def rebase(self, lores_y: np.ndarray) -> None:
         """Take this frame as the background (after a light or mode switch)."""
@@ -143,7 +160,9 @@ class MotionFilter:
         self._background_cells = _cell_medians(background)
         self._background_motion = motion
 
-    def score(self, lores_y: np.ndarray) -> MotionResult:
+    def score(self, lores_y: np.ndarray, previous: np.ndarray | None = None) -> MotionResult:
+        """`previous`: the camera frame just before this one (lores Y), if known.
+        A change it does not show around the same place is a flicker, not a body."""
         if not self.config.enabled or self._background is None:
             return MotionResult(1.0, True, None, 0.0, False)
         smoothed = self._smooth(lores_y)
@@ -156,9 +175,10 @@ class MotionFilter:
         floor = float(self.config.pixel_threshold)
         # A sample is plenty for a noise level, and a full median is the costliest step.
         noise = NOISE_SIGMAS * MAD_TO_SIGMA * _median(difference[::8, ::8].ravel())
-        threshold = min(max(floor, noise), floor * MAX_NOISE_RAISE)
+        level = min(max(floor, noise), floor * MAX_NOISE_RAISE)
+        threshold = level
         if self._background_motion is not None:
-            threshold = threshold + self._background_motion
+            threshold = level + self._background_motion
         changed = difference > threshold
         if self._exclude is not None:
             changed &= ~self._exclude
@@ -170,8 +190,39 @@ class MotionFilter:
         mask = cv2.morphologyEx(changed.view(np.uint8), cv2.MORPH_OPEN, DESPECKLE_KERNEL)
         core = mask & (difference > threshold + floor * CORE_MARGIN).view(np.uint8)
         score, bbox = _densest_window(mask, core, self._window)
-        return MotionResult(score, score >= self.min_blob_fraction, bbox, changed_fraction,
-                            False, mask)
+        keep, confirmed = score >= self.min_blob_fraction, None
+        if keep and previous is not None:
+            confirmed = self._confirmed(previous, bbox, background, level)
+            keep = confirmed
+        return MotionResult(score, keep, bbox, changed_fraction, False, mask, confirmed)
+
+    def _confirmed(self, previous: np.ndarray, bbox, background: np.ndarray,
+                   level: float) -> bool:
+        """Does the previous camera frame also differ from the background
+        around this window (the window grown by CONFIRM_REACH windows each way,
+        as far as a fast animal moves in one frame)? An animal is there in
+        consecutive frames; heat shimmer, sensor flicker, a raindrop or a leaf
+        catching the sun comes and goes. Only the candidate's neighbourhood is
+        looked at, so it costs little, and only for a frame that would be kept."""
+        x, y, w, h = bbox
+        height, width = previous.shape
+        reach_x, reach_y = round(w * CONFIRM_REACH), round(h * CONFIRM_REACH)
+        x0, y0 = max(0, x - reach_x), max(0, y - reach_y)
+        x1, y1 = min(width, x + w + reach_x), min(height, y + h + reach_y)
+        k = self.config.blur_px
+        margin = k // 2   # blur a slightly larger crop so its inside matches a whole-frame blur
+        cx0, cy0 = max(0, x0 - margin), max(0, y0 - margin)
+        cx1, cy1 = min(width, x1 + margin), min(height, y1 + margin)
+        smoothed = cv2.GaussianBlur(previous[cy0:cy1, cx0:cx1], (k, k), 0)
+        smoothed = smoothed[y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0].astype(np.float32)
+        limit = level
+        if self._confirm_motion is not None:
+            limit = limit + self._confirm_motion[y0:y1, x0:x1]
+        changed = np.abs(smoothed - background[y0:y1, x0:x1]) > limit
+        if self._exclude is not None:
+            changed &= ~self._exclude[y0:y1, x0:x1]
+        changed = cv2.morphologyEx(changed.view(np.uint8), cv2.MORPH_OPEN, DESPECKLE_KERNEL)
+        return cv2.countNonZero(changed) >= CONFIRM_SHARE * self.min_blob_fraction * previous.size
 
     def _smooth(self, lores_y: np.ndarray) -> np.ndarray:
         k = self.config.blur_px

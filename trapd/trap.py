@@ -159,6 +159,7 @@ class Trap:
         rebase = self.operating.needs_rebase(frame)
         if rebase:
             self._rebase(frame)
+        self._ring.see(frame)
         trigger = self._next_trigger()
         if self._event is None and trigger is not None:
             if frame.sensor_timestamp_ns < trigger.t_monotonic_ns:
@@ -345,7 +346,11 @@ class Trap:
         buffer, and hand encode + tag + save to a writer thread."""
         event = self._event
         event.sequence += 1
-        result = self.filter.score(frame.lores_y)
+        # The camera frame just before this one (not stored, it is in the ring):
+        # a change the filter finds must show there too.
+        frame_ns = int(NS / self.config.hardware.camera.frame_rate)
+        previous = self._ring.lores_just_before(frame.sensor_timestamp_ns, frame_ns * 3 // 2)
+        result = self.filter.score(frame.lores_y, previous)
         # A timelapse shot is kept whatever moves; a frame the filter was just
         # rebased on cannot be judged (it is its own background), so it is kept.
         first_post = not pre_trigger and event.frames_taken == 0
