@@ -1,6 +1,7 @@
 """trapd's filter against three baselines, on one manifest, at equal animal-frame recall.
 
     .venv/bin/python bench/filter_baselines.py [MANIFEST] [--config PATH]
+    .venv/bin/python bench/filter_baselines.py --sim [SCENARIO ...]
 
 Baselines (each scores every test frame; its threshold is then set as high
 as it can go while keeping at least trapd's animal-frame recall):
@@ -12,19 +13,32 @@ as it can go while keeping at least trapd's animal-frame recall):
 Every method sees the same frames: the sequence's background frames first,
 then its test frames in order; a frame with nothing before it to compare
 with is kept by every method (scored infinite).
+
+With --sim the frames are those trapd's filter saw in the simulator
+scenarios (default: all), recorded as the trap ran, one sequence per event:
+its background frames, then every frame scored, labelled by the scene's
+ground truth; a frame the trap rebased on after a light or lamp switch is
+shown to the baselines as background too (seen, not scored).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
 import math
+import tempfile
+from multiprocessing import Pool
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from hw_sim.run import run_scenario
+from hw_sim.scenario import SCENARIO_DIR, load_scenario
 from trapd.config import load_config
 from trapd.evaluate import load_lores_y, read_manifest, score_sequences, summarise
+from trapd.motion import MotionFilter
 
 DEFAULT_MANIFEST = Path(__file__).resolve().parents[1].parent / "shared/data/camtrap/eval-manifest.csv"
 
@@ -117,23 +131,101 @@ def at_recall(scored: list[tuple[float, str]], recall: float) -> tuple[float, fl
     return threshold, kept_animal / len(animal), dropped_empty / len(empty) if empty else 0.0
 
 
+def record_filter_inputs(sequences: list[list[tuple[str, np.ndarray]]]) -> None:
+    """Make every MotionFilter append what it is shown to `sequences`:
+    ("see", frame) for background and rebase frames, ("score", frame) for scored ones."""
+    real_set, real_rebase, real_score = (MotionFilter.set_background, MotionFilter.rebase,
+                                         MotionFilter.score)
+
+    def set_background(self, frames):
+        sequences.append([("see", f.copy()) for f in frames])
+        return real_set(self, frames)
+
+    def rebase(self, lores_y):
+        if sequences:
+            sequences[-1].append(("see", lores_y.copy()))
+        return real_rebase(self, lores_y)
+
+    def score(self, lores_y, *args, **kwargs):
+        sequences[-1].append(("score", lores_y.copy()))
+        return real_score(self, lores_y, *args, **kwargs)
+
+    MotionFilter.set_background, MotionFilter.rebase, MotionFilter.score = set_background, rebase, score
+
+
+def sim_scores(name: str) -> dict[str, list[tuple[float, str]]]:
+    """Ours ((1 if kept else 0), truth) and each baseline's (score, truth), per frame the
+    trap scored in one scenario run with the shipped config (main stream 640x480:
+    the filter sees only the unchanged lores stream)."""
+    logging.disable(logging.WARNING)
+    config = load_config()
+    camera = dataclasses.replace(config.hardware.camera, main_size=(640, 480))
+    config = dataclasses.replace(config, hardware=dataclasses.replace(config.hardware, camera=camera))
+    sequences: list[list[tuple[str, np.ndarray]]] = []
+    record_filter_inputs(sequences)
+    with tempfile.TemporaryDirectory() as storage:
+        report = run_scenario(load_scenario(name), config, storage).report()
+    frames = [f for e in report["events"] for f in e["frames"]]
+    truths = [f["truth"] for f in frames]
+    scored = {"trapd MotionFilter": [(float(f["kept"]), f["truth"]) for f in frames]}
+    for method_name, make_method in BASELINES.items():
+        scores = []
+        for sequence in sequences:
+            method = make_method()
+            for role, frame in sequence:
+                if role == "see":
+                    method.see(frame)
+                else:
+                    scores.append(method.score(frame))
+        assert len(scores) == len(truths), (name, len(scores), len(truths))
+        scored[method_name] = list(zip(scores, truths))
+    return scored
+
+
+def print_table(rows: list[tuple[str, float, float]]) -> None:
+    print("| method                         | animal recall | empty rejection |")
+    print("|--------------------------------|---------------|-----------------|")
+    for name, recall, rejection in rows:
+        print(f"| {name:30s} | {recall:13.3f} | {rejection:15.3f} |")
+
+
+def compare_on_sim(names: list[str]) -> None:
+    with Pool(2) as pool:
+        runs = pool.map(sim_scores, names)
+    pooled = {name: [x for run in runs for x in run[name]] for name in runs[0]}
+    ours = pooled.pop("trapd MotionFilter")
+    animal = [kept for kept, truth in ours if truth == "animal"]
+    empty = [kept for kept, truth in ours if truth == "empty"]
+    recall = sum(animal) / len(animal)
+    rows = [("trapd MotionFilter", recall, 1 - sum(empty) / len(empty))]
+    for name, scored in pooled.items():
+        _, r, rejection = at_recall(scored, recall)
+        rows.append((name, r, rejection))
+    print(f"simulator scenarios {', '.join(names)}: {len(animal)} animal, {len(empty)} empty frames scored")
+    print_table(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("manifest", nargs="?", default=str(DEFAULT_MANIFEST))
     parser.add_argument("--config")
+    parser.add_argument("--sim", nargs="*", metavar="SCENARIO",
+                        help="compare on simulator scenarios instead (default: all)")
     args = parser.parse_args()
+    if args.sim is not None:
+        compare_on_sim(args.sim or sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml")))
+        return
     config = load_config(args.config)
     sequences = read_manifest(args.manifest)
     ours = summarise(score_sequences(sequences, config))
     recall = ours["animal_frame_recall"]
     print(f"{args.manifest}: {ours['animal_frames']} animal, {ours['empty_frames']} empty test frames")
-    print(f"| method                         | animal recall | empty rejection |")
-    print(f"|--------------------------------|---------------|-----------------|")
-    print(f"| trapd MotionFilter             | {recall:13.3f} | {ours['empty_frame_rejection']:15.3f} |")
+    rows = [("trapd MotionFilter", recall, ours["empty_frame_rejection"])]
     for name, make_method in BASELINES.items():
         _, r, rejection = at_recall(baseline_scores(sequences, config.hardware.camera.lores_size,
                                                     make_method), recall)
-        print(f"| {name:30s} | {r:13.3f} | {rejection:15.3f} |")
+        rows.append((name, r, rejection))
+    print_table(rows)
 
 
 if __name__ == "__main__":

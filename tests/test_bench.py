@@ -31,8 +31,17 @@ def test_trigger_bench_prints_modes_and_baselines():
 
 
 def test_burst_bench_prints_throughput_against_the_limit_and_rss():
-    result = subprocess.run([sys.executable, str(REPO / "bench" / "burst.py"), "--frames", "2"],
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "burst.py"), "--frames", "2",
+                             "--rounds", "1"],
                             capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert "limit: cores x single encode" in result.stdout and "baseline: 1 writer thread" in result.stdout
     assert "peak RSS" in result.stdout
+
+
+def test_filter_baselines_bench_compares_on_a_sim_scenario():
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "filter_baselines.py"), "--sim", "default"],
+                            capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    for row in ("trapd MotionFilter", "picamera2 example MSE", "Frigate-style", "OpenCV MOG2"):
+        assert row in result.stdout
