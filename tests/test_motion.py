@@ -201,3 +201,22 @@ def test_a_dim_animal_under_the_ir_lamp_is_kept(still, scene):
     body = brighter_body(scene, 100, 120, 30, 18, by=34)
     result = still.score(grain(body, 9), previous=grain(brighter_body(scene, 96, 120, 30, 18, by=34), 8))
     assert result.keep
+
+
+def test_camera_shake_is_not_motion(still, scene):
+    """The whole view displaced by a few pixels (the post knocked by wind or
+    a passing animal outside the view): the background, shifted, explains it."""
+    shaken = np.roll(scene, (2, 3), axis=(0, 1))
+    assert not still.score(grain(shaken, 7)).keep
+
+
+def test_a_branch_swaying_further_than_in_the_background_is_dropped(scene):
+    """Sway the background never showed (a gust after a calm spell) is still
+    the branch displaced, not a body."""
+    calm = make_filter([grain(with_branch(scene, 0), s) for s in range(6)])
+    assert not calm.score(grain(with_branch(scene, 4), 8)).keep
+
+
+def test_a_body_in_front_of_a_shaken_view_is_kept(still, scene):
+    shaken = np.roll(scene, (2, 3), axis=(0, 1))
+    assert still.score(grain(with_body(shaken, 100, 120, 30, 18), 7)).keep

@@ -31,6 +31,7 @@ from typing import Sequence
 
 import cv2
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from trapd.config import CameraConfig, FilterConfig
 
@@ -73,6 +74,15 @@ SILHOUETTE_SHARE_CHANGED = 0.5
 # showed less of itself the frame before).
 CONFIRM_REACH = 2.0
 CONFIRM_SHARE = 0.5
+# A change that the background, shifted rigidly by up to half the smallest
+# animal's length, explains is the background moving (camera shake, a branch
+# swaying, heat shimmer), not a body: a body is not in the background, so no
+# shift of it makes one. Tested around the densest window (grown by one
+# window each way), on the SHIFTS_TRIED shifts that match best.
+SHIFT_PER_ANIMAL_LENGTH = 0.5
+SHIFTS_TRIED = 2
+CLEARLY_NOT_A_SHIFT = 3.0
+SHIFT_ROUNDS = 3            # shifts tried in turn, e.g. two branches swaying apart   # sampled change at the best shift, in multiples of what is needed
 LEVELS = np.arange(256, dtype=np.float32)
 # Cells (rows, columns) over which local brightness changes are measured, and
 # the largest local gain followed.
@@ -124,6 +134,7 @@ class MotionFilter:
         w, h = smallest_animal_px(config, camera)
         self._window = (max(MIN_WINDOW_PX, round(w * WINDOW_PER_ANIMAL)),
                         max(MIN_WINDOW_PX, round(h * WINDOW_PER_ANIMAL)))
+        self._max_shift = max(1, round(w * SHIFT_PER_ANIMAL_LENGTH))
         self._exclude = _mask_image(config.masks, camera.lores_size)
         self._background: np.ndarray | None = None
         self._background_cdf: np.ndarray | None = None
@@ -190,11 +201,56 @@ class MotionFilter:
         mask = cv2.morphologyEx(changed.view(np.uint8), cv2.MORPH_OPEN, DESPECKLE_KERNEL)
         core = mask & (difference > threshold + floor * CORE_MARGIN).view(np.uint8)
         score, bbox = _densest_window(mask, core, self._window)
+        for _ in range(SHIFT_ROUNDS):
+            shift = self._background_shift(current, background, threshold, bbox) \
+                if score >= self.min_blob_fraction else None
+            if shift is None:
+                break
+            # Only what that shift of the background does not explain either is left.
+            changed &= _changed_after_shift(current, background, threshold, shift)
+            mask = cv2.morphologyEx(changed.view(np.uint8), cv2.MORPH_OPEN, DESPECKLE_KERNEL)
+            score, bbox = _densest_window(mask, core & mask, self._window)
         keep, confirmed = score >= self.min_blob_fraction, None
         if keep and previous is not None:
             confirmed = self._confirmed(previous, bbox, background, level)
             keep = confirmed
         return MotionResult(score, keep, bbox, changed_fraction, False, mask, confirmed)
+
+    def _background_shift(self, current: np.ndarray, background: np.ndarray,
+                          threshold, bbox) -> tuple[int, int] | None:
+        """A small rigid shift (dy, dx) of the background that leaves less change
+        around the window than counts as an animal, if there is one: current
+        (y, x) then matches background (y + dy, x + dx). See SHIFT_PER_ANIMAL_LENGTH."""
+        x, y, w, h = bbox
+        s = self._max_shift
+        height, width = current.shape
+        x0, y0, x1, y1 = max(s, x - w), max(s, y - h), min(width - s, x + 2 * w), min(height - s, y + 2 * h)
+        if x1 <= x0 or y1 <= y0:
+            return None
+        patch = current[y0:y1, x0:x1]
+        limit = threshold[y0:y1, x0:x1] if np.ndim(threshold) else threshold
+        if self._exclude is not None:
+            limit = np.where(self._exclude[y0:y1, x0:x1], np.inf, limit)
+        shifted = sliding_window_view(background[y0 - s:y1 + s, x0 - s:x1 + s], patch.shape)
+        # Every other shift on every other pixel finds where the best shift is.
+        # A body leaves far more change than needed at every shift: that settles
+        # it; otherwise the shifts around the best are counted in full and the
+        # best few despeckled.
+        coarse = _change_counts(shifted[::2, ::2, ::2, ::2], patch[::2, ::2], _sample(limit))
+        needed = self.min_blob_fraction * current.size
+        if coarse.min() * 4 > needed * CLEARLY_NOT_A_SHIFT:
+            return None
+        i, j = (2 * k for k in np.unravel_index(int(np.argmin(coarse)), coarse.shape))
+        top, left = max(0, i - 1), max(0, j - 1)
+        near = shifted[top:i + 2, left:j + 2]
+        counts = _change_counts(near, patch, limit)
+        for best in np.argsort(counts, axis=None)[:SHIFTS_TRIED]:
+            di, dj = np.unravel_index(best, counts.shape)
+            changed = np.abs(near[di, dj] - patch) > limit
+            despeckled = cv2.morphologyEx(changed.view(np.uint8), cv2.MORPH_OPEN, DESPECKLE_KERNEL)
+            if cv2.countNonZero(despeckled) < needed:
+                return int(top + di - s), int(left + dj - s)
+        return None
 
     def _confirmed(self, previous: np.ndarray, bbox, background: np.ndarray,
                    level: float) -> bool:
@@ -243,6 +299,31 @@ def _background_motion(stack: np.ndarray, median: np.ndarray, floor: float) -> n
         older = deviation[: (len(stack) + 1) // 2].max(axis=0)
         strayed = np.where(arrived, older, strayed)
     return cv2.dilate(strayed, BACKGROUND_MOTION_SPREAD) * BACKGROUND_MOTION_WEIGHT
+
+
+def _changed_after_shift(current: np.ndarray, background: np.ndarray, threshold,
+                         shift: tuple[int, int]) -> np.ndarray:
+    """Pixels the background shifted by (dy, dx) does not explain. The strip
+    the shift leaves with no background pixel to compare counts as explained:
+    it is too narrow to hold an animal."""
+    dy, dx = shift
+    height, width = current.shape
+    here = np.s_[max(0, -dy):height - max(0, dy), max(0, -dx):width - max(0, dx)]
+    there = np.s_[max(0, dy):height - max(0, -dy), max(0, dx):width - max(0, -dx)]
+    limit = threshold[here] if np.ndim(threshold) else threshold
+    changed = np.zeros(current.shape, bool)
+    changed[here] = np.abs(current[here] - background[there]) > limit
+    return changed
+
+
+def _change_counts(shifted: np.ndarray, patch: np.ndarray, limit) -> np.ndarray:
+    """Pixels beyond the limit for each shift of a (shifts, shifts, h, w) view."""
+    return np.count_nonzero(np.abs(shifted - patch) > limit, axis=(2, 3))
+
+
+def _sample(limit):
+    """Every other pixel of a per-pixel limit; a scalar limit as it is."""
+    return limit[::2, ::2] if np.ndim(limit) else limit
 
 
 def _mask_image(masks, size: tuple[int, int]) -> np.ndarray | None:
