@@ -182,7 +182,7 @@ class MotionFilter:
         background = cv2.LUT(self._background, relight)
         relit_cells = np.interp(self._background_cells, LEVELS, relight)
         background *= _local_gain(_cell_medians(smoothed), relit_cells, current.shape)
-        difference = np.abs(current - background)
+        difference = cv2.absdiff(current, background)
         floor = float(self.config.pixel_threshold)
         # A sample is plenty for a noise level, and a full median is the costliest step.
         noise = NOISE_SIGMAS * MAD_TO_SIGMA * _median(difference[::8, ::8].ravel())
