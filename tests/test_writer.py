@@ -1,0 +1,76 @@
+"""The frame writer and the frame ring, on their own: order, failures, the frame before."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import trapd.writer
+from trapd.camera import Frame, FrameRing
+from trapd.storage import Store
+from trapd.writer import FrameWriter, YuvCopy
+
+W, H = 64, 48
+
+
+def yuv_copy(level: int) -> YuvCopy:
+    return YuvCopy(np.full((H * 3 // 2, W), level, np.uint8), (W, H))
+
+
+def test_frames_are_saved_by_the_saver_and_delivered_in_order(tmp_path, monkeypatch):
+    first_may_finish = threading.Event()
+    real_encode = trapd.writer.encode_yuv
+
+    def encode(y, u, v, quality):
+        if y[0, 0] == 10:            # the first frame's encode is the slow one
+            first_may_finish.wait(timeout=30)
+        return real_encode(y, u, v, quality)
+
+    monkeypatch.setattr(trapd.writer, "encode_yuv", encode)
+    store = Store(tmp_path, 0)
+    writer = FrameWriter(store.save_file, time.monotonic_ns, workers=2)
+    delivered = []
+    for i, level in enumerate((10, 20, 30)):
+        writer.submit(yuv_copy(level), 90, lambda jpeg: jpeg, f"e/{i}.jpg",
+                      lambda written, i=i: delivered.append((i, written.saved)))
+    time.sleep(0.3)
+    assert writer.collect() == 0          # frames 1 and 2 may be done, but not before frame 0
+    first_may_finish.set()
+    writer.close()
+    store.close()
+    assert [i for i, _ in delivered] == [0, 1, 2]
+    assert all((tmp_path / saved).stat().st_size > 0 for _, saved in delivered)
+
+
+def test_an_encoder_failure_reaches_the_caller_instead_of_hanging(tmp_path, monkeypatch):
+    def broken_encode(*args):
+        raise MemoryError("no room for the JPEG")
+
+    monkeypatch.setattr(trapd.writer, "encode_yuv", broken_encode)
+    store = Store(tmp_path, 0)
+    writer = FrameWriter(store.save_file, time.monotonic_ns, workers=1)
+    writer.submit(yuv_copy(10), 90, lambda jpeg: jpeg, "e/0.jpg", lambda written: None)
+    with pytest.raises(MemoryError):
+        writer.collect(wait=True)
+    writer.close()
+    store.close()
+
+
+def _frame(t_ns: int, level: int) -> Frame:
+    return Frame(t_ns, t_ns, {}, np.full((24, 32), level, np.uint8), (W, H))
+
+
+def test_the_ring_gives_the_frame_just_before_and_none_after_a_gap():
+    ring = FrameRing(hold=0, keep_lores=4, lores_size=(32, 24))
+    for i in range(3):
+        frame = _frame(100 * i, level=i)
+        ring.see(frame)
+        ring.push(frame)
+    assert ring.lores_just_before(250, max_gap_ns=150)[0, 0] == 2
+    assert ring.lores_just_before(150, max_gap_ns=150)[0, 0] == 1
+    assert ring.lores_just_before(500, max_gap_ns=150) is None      # frames were lost
+    ring.forget_lores()                                               # light switched
+    assert ring.lores_just_before(250, max_gap_ns=150) is None
