@@ -16,7 +16,10 @@ Pure numpy/OpenCV on the lores Y plane, no I/O. For each frame, in order:
 5. drop masked areas, despeckle (rain, snow, grain), keep the largest blob;
 6. if most of the picture changed yet its structure still matches the
    background, it is a light change: not motion, and the background is
-   rebased on this frame.
+   rebased on this frame;
+7. change that the background shifted by a few pixels explains (camera
+   shake, sway, shimmer) is not a body;
+8. a body is there in the camera frame just before too; a flicker is not.
 
 With no background (no frame of the empty scene before the trigger) nothing
 can be judged, and every frame is kept: a lost animal costs more than an
@@ -81,8 +84,8 @@ CONFIRM_SHARE = 0.5
 # window each way), on the SHIFTS_TRIED shifts that match best.
 SHIFT_PER_ANIMAL_LENGTH = 0.5
 SHIFTS_TRIED = 2
-CLEARLY_NOT_A_SHIFT = 3.0
-SHIFT_ROUNDS = 3            # shifts tried in turn, e.g. two branches swaying apart   # sampled change at the best shift, in multiples of what is needed
+CLEARLY_NOT_A_SHIFT = 3.0   # sampled change at the best shift, in multiples of what is needed
+SHIFT_ROUNDS = 3            # shifts tried in turn, e.g. two branches swaying apart
 LEVELS = np.arange(256, dtype=np.float32)
 # Cells (rows, columns) over which local brightness changes are measured, and
 # the largest local gain followed.
@@ -224,7 +227,8 @@ class MotionFilter:
         x, y, w, h = bbox
         s = self._max_shift
         height, width = current.shape
-        x0, y0, x1, y1 = max(s, x - w), max(s, y - h), min(width - s, x + 2 * w), min(height - s, y + 2 * h)
+        x0, y0 = max(s, x - w), max(s, y - h)
+        x1, y1 = min(width - s, x + 2 * w), min(height - s, y + 2 * h)
         if x1 <= x0 or y1 <= y0:
             return None
         patch = current[y0:y1, x0:x1]
