@@ -84,6 +84,7 @@ CONFIRM_SHARE = 0.5
 # window each way), on the SHIFTS_TRIED shifts that match best.
 SHIFT_PER_ANIMAL_LENGTH = 0.5
 SHIFTS_TRIED = 2
+SHIFT_SAMPLE = 4
 CLEARLY_NOT_A_SHIFT = 3.0   # sampled change at the best shift, in multiples of what is needed
 SHIFT_ROUNDS = 3            # shifts tried in turn, e.g. two branches swaying apart
 LEVELS = np.arange(256, dtype=np.float32)
@@ -236,24 +237,22 @@ class MotionFilter:
         if self._exclude is not None:
             limit = np.where(self._exclude[y0:y1, x0:x1], np.inf, limit)
         shifted = sliding_window_view(background[y0 - s:y1 + s, x0 - s:x1 + s], patch.shape)
-        # Every other shift on every other pixel finds where the best shift is.
-        # A body leaves far more change than needed at every shift: that settles
-        # it; otherwise the shifts around the best are counted in full and the
-        # best few despeckled.
-        coarse = _change_counts(shifted[::2, ::2, ::2, ::2], patch[::2, ::2], _sample(limit))
+        # Every shift is compared on one pixel in SHIFT_SAMPLE x SHIFT_SAMPLE (not
+        # every other shift: grass and fur change within a pixel's shift). A body
+        # leaves far more change than needed at every shift: that settles it;
+        # otherwise the best few shifts are compared in full and despeckled.
+        sample = np.s_[::SHIFT_SAMPLE, ::SHIFT_SAMPLE]
+        counts = _change_counts(shifted[(..., *sample)], patch[sample],
+                                limit[sample] if np.ndim(limit) else limit)
         needed = self.min_blob_fraction * current.size
-        if coarse.min() * 4 > needed * CLEARLY_NOT_A_SHIFT:
+        if counts.min() * SHIFT_SAMPLE ** 2 > needed * CLEARLY_NOT_A_SHIFT:
             return None
-        i, j = (2 * k for k in np.unravel_index(int(np.argmin(coarse)), coarse.shape))
-        top, left = max(0, i - 1), max(0, j - 1)
-        near = shifted[top:i + 2, left:j + 2]
-        counts = _change_counts(near, patch, limit)
         for best in np.argsort(counts, axis=None)[:SHIFTS_TRIED]:
-            di, dj = np.unravel_index(best, counts.shape)
-            changed = np.abs(near[di, dj] - patch) > limit
+            i, j = np.unravel_index(best, counts.shape)
+            changed = np.abs(shifted[i, j] - patch) > limit
             despeckled = cv2.morphologyEx(changed.view(np.uint8), cv2.MORPH_OPEN, DESPECKLE_KERNEL)
             if cv2.countNonZero(despeckled) < needed:
-                return int(top + di - s), int(left + dj - s)
+                return int(i - s), int(j - s)
         return None
 
     def _confirmed(self, previous: np.ndarray, bbox, background: np.ndarray,
@@ -323,11 +322,6 @@ def _changed_after_shift(current: np.ndarray, background: np.ndarray, threshold,
 def _change_counts(shifted: np.ndarray, patch: np.ndarray, limit) -> np.ndarray:
     """Pixels beyond the limit for each shift of a (shifts, shifts, h, w) view."""
     return np.count_nonzero(np.abs(shifted - patch) > limit, axis=(2, 3))
-
-
-def _sample(limit):
-    """Every other pixel of a per-pixel limit; a scalar limit as it is."""
-    return limit[::2, ::2] if np.ndim(limit) else limit
 
 
 def _mask_image(masks, size: tuple[int, int]) -> np.ndarray | None:
