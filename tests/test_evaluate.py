@@ -117,3 +117,12 @@ def test_the_baselines_bench_prints_one_table_at_equal_recall():
                             capture_output=True, text=True, timeout=300, check=True)
     for name in ("trapd MotionFilter", "picamera2 example MSE", "Frigate-style", "MOG2"):
         assert name in result.stdout
+
+
+def test_camera_shake_of_real_photos_gives_fewer_false_triggers_with_the_shift_test():
+    require_shared("data/camtrap/manifest.csv")
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "filter_shake.py")],
+                            capture_output=True, text=True, timeout=300, check=True)
+    kept = {line.split("|")[1].strip(): int(line.split("|")[2].split("/")[0])
+            for line in result.stdout.splitlines() if "/" in line and line.startswith("|")}
+    assert kept["trapd MotionFilter"] < 0.75 * kept["baseline: without the shift test"]

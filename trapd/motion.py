@@ -205,19 +205,24 @@ class MotionFilter:
         mask = cv2.morphologyEx(changed.view(np.uint8), cv2.MORPH_OPEN, DESPECKLE_KERNEL)
         core = mask & (difference > threshold + floor * CORE_MARGIN).view(np.uint8)
         score, bbox = _densest_window(mask, core, self._window)
-        for _ in range(SHIFT_ROUNDS):
-            shift = self._background_shift(current, background, threshold, bbox) \
-                if score >= self.min_blob_fraction else None
+        confirmed = None
+        for shifts_tried in range(SHIFT_ROUNDS + 1):
+            if score < self.min_blob_fraction:
+                break
+            # The cheaper test first: a flicker the frame before did not show ends it.
+            if previous is not None:
+                confirmed = self._confirmed(previous, bbox, background, level)
+                if not confirmed:
+                    break
+            shift = None if shifts_tried == SHIFT_ROUNDS else \
+                self._background_shift(current, background, threshold, bbox)
             if shift is None:
                 break
             # Only what that shift of the background does not explain either is left.
             changed &= _changed_after_shift(current, background, threshold, shift)
             mask = cv2.morphologyEx(changed.view(np.uint8), cv2.MORPH_OPEN, DESPECKLE_KERNEL)
             score, bbox = _densest_window(mask, core & mask, self._window)
-        keep, confirmed = score >= self.min_blob_fraction, None
-        if keep and previous is not None:
-            confirmed = self._confirmed(previous, bbox, background, level)
-            keep = confirmed
+        keep = score >= self.min_blob_fraction and confirmed is not False
         return MotionResult(score, keep, bbox, changed_fraction, False, mask, confirmed)
 
     def _background_shift(self, current: np.ndarray, background: np.ndarray,
