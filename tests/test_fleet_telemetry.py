@@ -184,25 +184,18 @@ def test_cmd_status_asks_the_trap_for_a_heartbeat(broker, tmp_path):
 
 # --- unit tests, no broker ----------------------------------------------------
 
-def test_tls_refuses_to_start_on_an_unsynchronised_clock(tmp_path):
+@pytest.mark.parametrize("key_mode, clock_synced, refusal", [
+    (0o600, False, "clock is not synchronised"),    # TLS cannot check a certificate's dates
+    (0o644, True, "chmod 600"),                      # a key readable by others
+])
+def test_tls_refuses_to_start_when_it_cannot_be_trusted(tmp_path, key_mode, clock_synced, refusal):
     key = tmp_path / "trap.key"
     key.write_text("x")
-    key.chmod(0o600)
+    key.chmod(key_mode)
     config = TelemetryConfig(broker_url="mqtts://127.0.0.1:1", ca_file="/x", cert_file="/x",
                              key_file=str(key))
-    link = Telemetry(STATION, config, FleetDb(tmp_path), "test", clock_synced=lambda: False)
-    with pytest.raises(FleetError, match="clock is not synchronised"):
-        link.connect()
-
-
-def test_a_key_readable_by_others_is_refused(tmp_path):
-    key = tmp_path / "trap.key"
-    key.write_text("x")
-    key.chmod(0o644)
-    config = TelemetryConfig(broker_url="mqtts://127.0.0.1:1", ca_file="/x", cert_file="/x",
-                             key_file=str(key))
-    link = Telemetry(STATION, config, FleetDb(tmp_path), "test", clock_synced=lambda: True)
-    with pytest.raises(FleetError, match="chmod 600"):
+    link = Telemetry(STATION, config, FleetDb(tmp_path), "test", clock_synced=lambda: clock_synced)
+    with pytest.raises(FleetError, match=refusal):
         link.connect()
 
 

@@ -192,10 +192,10 @@ class FrameRing:
         self._lores = np.zeros((max(keep_lores, 1), h, w), np.uint8)
         self._lores_ts = np.full(max(keep_lores, 1), -1, np.int64)
         self._next_slot = 0
-        # The newest frames seen, stored in an event or not: the filter compares
-        # each frame it scores with the camera frame just before it.
-        self._seen = np.zeros((2, h, w), np.uint8)
-        self._seen_ts = np.full(2, -1, np.int64)
+        # The two newest frames seen, stored in an event or not: the filter compares
+        # each frame it scores with the camera frame just before it. A frame's lores
+        # plane is its own copy (make_array), so it is kept by reference.
+        self._seen: deque[tuple[int, np.ndarray]] = deque(maxlen=2)
 
     def push(self, frame: Frame) -> None:
         slot = self._next_slot
@@ -220,30 +220,26 @@ class FrameRing:
         return [self._lores[i] for i in order if 0 <= self._lores_ts[i] < t_ns]
 
     def see(self, frame: Frame) -> None:
-        """Note a frame's lores Y plane as the newest seen (every frame, before it is used)."""
-        slot = int(np.argmin(self._seen_ts))
-        self._seen[slot] = frame.lores_y
-        self._seen_ts[slot] = frame.sensor_timestamp_ns
+        """Note a frame as the newest seen (every frame, before it is used)."""
+        self._seen.append((frame.sensor_timestamp_ns, frame.lores_y))
 
     def lores_just_before(self, t_ns: int, max_gap_ns: int) -> np.ndarray | None:
         """The lores Y plane of the newest frame from before `t_ns`, if it came
         at most `max_gap_ns` before it (the previous camera frame, not an older one)."""
-        times = np.concatenate([self._lores_ts, self._seen_ts])
-        times = np.where((times >= 0) & (times < t_ns), times, -1)
-        newest = int(np.argmax(times))
-        if times[newest] < 0 or t_ns - times[newest] > max_gap_ns:
+        earlier = [(ts, self._lores[i]) for i, ts in enumerate(self._lores_ts) if 0 <= ts < t_ns]
+        earlier += [(ts, lores) for ts, lores in self._seen if ts < t_ns]
+        if not earlier:
             return None
-        if newest < len(self._lores_ts):
-            return self._lores[newest]
-        return self._seen[newest - len(self._lores_ts)]
+        newest_ns, lores = max(earlier, key=lambda seen: seen[0])
+        return lores if t_ns - newest_ns <= max_gap_ns else None
 
     def forget_lores(self) -> None:
         """Drop the background frames (the light changed: they no longer match)."""
         self._lores_ts[:] = -1
-        self._seen_ts[:] = -1
+        self._seen.clear()
 
     def clear(self) -> None:
         while self._held:
             self._held.popleft().release()
         self._lores_ts[:] = -1
-        self._seen_ts[:] = -1
+        self._seen.clear()

@@ -291,9 +291,7 @@ def _export(args) -> int:
     if others:
         print(f"not exported: deployment(s) {', '.join(others)} (export each with the config "
               "it ran with)")
-    for problem in result.problems:
-        print(problem)
-    return EXIT_PROBLEMS if result.problems else EXIT_OK
+    return _print_problems(result.problems)
 
 
 def _offload(args) -> int:
@@ -313,9 +311,13 @@ def _offload(args) -> int:
 def _report(result) -> int:
     """An offload's or a sync's summary and problems; exit 1 if there were any."""
     print(result.summary())
-    for problem in result.problems:
+    return _print_problems(result.problems)
+
+
+def _print_problems(problems: list[str]) -> int:
+    for problem in problems:
         print(problem)
-    return EXIT_PROBLEMS if result.problems else EXIT_OK
+    return EXIT_PROBLEMS if problems else EXIT_OK
 
 
 def _sync(args) -> int:

@@ -205,7 +205,7 @@ class MotionFilter:
         mask = cv2.morphologyEx(changed.view(np.uint8), cv2.MORPH_OPEN, DESPECKLE_KERNEL)
         core = mask & (difference > threshold + floor * CORE_MARGIN).view(np.uint8)
         score, bbox = _densest_window(mask, core, self._window)
-        confirmed = None
+        keep, confirmed = False, None
         for shifts_tried in range(SHIFT_ROUNDS + 1):
             if score < self.min_blob_fraction:
                 break
@@ -217,12 +217,12 @@ class MotionFilter:
             shift = None if shifts_tried == SHIFT_ROUNDS else \
                 self._background_shift(current, background, threshold, bbox)
             if shift is None:
+                keep = True
                 break
             # Only what that shift of the background does not explain either is left.
             changed &= _changed_after_shift(current, background, threshold, shift)
             mask = cv2.morphologyEx(changed.view(np.uint8), cv2.MORPH_OPEN, DESPECKLE_KERNEL)
             score, bbox = _densest_window(mask, core & mask, self._window)
-        keep = score >= self.min_blob_fraction and confirmed is not False
         return MotionResult(score, keep, bbox, changed_fraction, False, mask, confirmed)
 
     def _background_shift(self, current: np.ndarray, background: np.ndarray,
