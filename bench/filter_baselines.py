@@ -51,11 +51,10 @@ class Picamera2Example:
         self.previous = frame
 
     def score(self, frame):
-        if self.previous is None:
+        previous, self.previous = self.previous, frame
+        if previous is None:
             return math.inf
-        mse = float(np.square(frame.astype(np.int16) - self.previous.astype(np.int16)).mean())
-        self.previous = frame
-        return mse
+        return float(np.square(frame.astype(np.int16) - previous.astype(np.int16)).mean())
 
 
 class FrigateStyle:
@@ -76,6 +75,7 @@ class FrigateStyle:
 
     def score(self, frame):
         if self.average is None:
+            self.see(frame)
             return math.inf
         blurred = self._blur(frame)
         delta = cv2.absdiff(blurred, self.average)

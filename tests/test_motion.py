@@ -117,6 +117,23 @@ def test_in_steady_rain_new_drops_are_ignored_and_animals_kept(scene):
     assert motion.score(grain(rain(with_body(scene, 100, 120, 50, 30), 7), 7)).keep
 
 
+def with_warm_patch(frame, warmth):
+    """A thermal camera's warm spot at the frame's edge, its level drifting."""
+    out = frame.astype(np.float32)
+    patch = np.zeros(frame.shape, np.float32)
+    cv2.ellipse(patch, (20, 230), (14, 10), 0, 0, 360, 1.0, -1)
+    return np.clip(out + warmth * cv2.GaussianBlur(patch, (9, 9), 0), 0, 255).astype(np.uint8)
+
+
+def test_a_warm_patch_flickering_further_than_in_the_background_is_dropped(scene):
+    background = [grain(with_warm_patch(scene, warmth), s)
+                  for s, warmth in enumerate((0, 20, -15, 10, -20, 5))]
+    motion = make_filter(background)
+    flicker = grain(with_warm_patch(scene, 85), 11)
+    assert not motion.score(flicker, previous=grain(with_warm_patch(scene, 80), 12)).keep
+    assert motion.score(grain(with_body(with_warm_patch(scene, 20), 150, 100, 50, 30), 13)).keep
+
+
 def test_a_masked_area_never_counts(scene):
     background = [grain(scene, s) for s in range(6)]
     road = ((0.0, 0.6), (1.0, 0.6), (1.0, 0.9), (0.0, 0.9))   # a track across the lower view

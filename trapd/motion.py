@@ -46,9 +46,11 @@ LIGHT_CHANGE_MIN_CORRELATION = 0.8
 # image's own noise (robust estimate: 1.4826 x median absolute difference).
 NOISE_SIGMAS = 4.0
 MAD_TO_SIGMA = 1.4826
-# How much of the background's own per-pixel movement (max deviation over the
-# background frames) is added to the threshold there.
-BACKGROUND_MOTION_WEIGHT = 1.5
+# How much of the background's own per-pixel movement (its largest deviation
+# from the median over the background frames) is added to the threshold
+# there. Over 3-6 frames that deviation is about 1.4 standard deviations of
+# the pixel's own noise, so this asks NOISE_SIGMAS of them, as for the frame.
+BACKGROUND_MOTION_WEIGHT = NOISE_SIGMAS / 1.4
 DESPECKLE_KERNEL = np.ones((3, 3), np.uint8)
 # Change is counted in a window this many times the smallest animal's size
 # (and at least MIN_WINDOW_PX), where a walking body's change gathers.
@@ -63,7 +65,11 @@ MIN_CORE_PIXELS = 4
 # The frame's own noise may raise the threshold to at most this many times
 # pixel_threshold: beyond that, the "noise" is the scene having changed.
 MAX_NOISE_RAISE = 2.0
-# Flicker or sway seen in the background also protects the pixels around it.
+# Movement seen in the background counts only where it covers a patch (a
+# swaying leaf, a flickering warm spot), not a lone raindrop or grain, which
+# the despeckle removes from the frame anyway; it then also protects the
+# pixels around it.
+BACKGROUND_MOTION_PATCH = np.ones((3, 3), np.uint8)
 BACKGROUND_MOTION_SPREAD = np.ones((7, 7), np.uint8)
 # An animal's silhouette is about this high for its body length, and at least
 # this share of it differs from the background (fur against leaf litter).
@@ -295,7 +301,8 @@ class MotionFilter:
 
 def _background_motion(stack: np.ndarray, median: np.ndarray, floor: float) -> np.ndarray:
     """How much to raise the threshold per pixel: how far it strayed from
-    the median in the background frames (swaying leaves, rain, shimmer),
+    the median in the background frames (swaying leaves, shimmer, a
+    thermal camera's flickering warm patch), where it strayed over a patch,
     spread to its neighbours. Where the newest two frames both differ from
     the median, something has arrived and stayed: an animal walking in
     before the trigger. There only the older half of the frames counts, so
@@ -306,6 +313,7 @@ def _background_motion(stack: np.ndarray, median: np.ndarray, floor: float) -> n
         arrived = (deviation[-1] > floor) & (deviation[-2] > floor)
         older = deviation[: (len(stack) + 1) // 2].max(axis=0)
         strayed = np.where(arrived, older, strayed)
+    strayed = cv2.morphologyEx(strayed, cv2.MORPH_OPEN, BACKGROUND_MOTION_PATCH)
     return cv2.dilate(strayed, BACKGROUND_MOTION_SPREAD) * BACKGROUND_MOTION_WEIGHT
 
 
