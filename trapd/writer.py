@@ -121,13 +121,17 @@ class FrameWriter:
         self._jobs.append((job, on_written))
 
     def _save_encoded(self, job: Future, file_name: str, size: int, encoding: Future) -> None:
-        """On the encoder thread that finished: queue the JPEG for the saver."""
+        """On the encoder thread that finished: queue the JPEG for the saver.
+        The YUV copy is freed now, so only the JPEG's bytes stay counted: the
+        next copy can go to the idle encoder while this file is fsync'd."""
         if encoding.exception() is not None:
             self._release(size)
             job.set_exception(encoding.exception())
             return
-        saving = self._saver.submit(self._save, encoding.result(), file_name)
-        saving.add_done_callback(partial(self._finish, job, size))
+        jpeg = encoding.result()
+        self._release(size - len(jpeg))
+        saving = self._saver.submit(self._save, jpeg, file_name)
+        saving.add_done_callback(partial(self._finish, job, len(jpeg)))
 
     def _finish(self, job: Future, size: int, saving: Future) -> None:
         self._release(size)
