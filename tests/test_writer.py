@@ -59,6 +59,36 @@ def test_an_encoder_failure_reaches_the_caller_instead_of_hanging(tmp_path, monk
     store.close()
 
 
+def test_a_card_stuck_in_fsync_does_not_hold_back_the_encoders(tmp_path):
+    """Room for two frames' copies: once they are encoded, their copies are
+    freed, so a third frame goes to an encoder while the card still hangs."""
+    card_free = threading.Event()
+    store = Store(tmp_path, 0)
+
+    def stuck_save(name, jpeg):
+        card_free.wait(timeout=30)
+        return store.save_file(name, jpeg)
+
+    size = yuv_copy(0).array.nbytes
+    writer = FrameWriter(stuck_save, time.monotonic_ns, workers=2, max_pending_bytes=2 * size)
+    third_submitted = threading.Event()
+    saved = []
+
+    def capture():
+        for i in range(3):
+            writer.submit(yuv_copy(10 * i), 90, lambda jpeg: jpeg, f"e/{i}.jpg",
+                          lambda written: saved.append(written.saved))
+        third_submitted.set()
+
+    threading.Thread(target=capture, daemon=True).start()
+    submitted_while_stuck = third_submitted.wait(timeout=20)
+    card_free.set()
+    writer.close()
+    store.close()
+    assert submitted_while_stuck
+    assert len(saved) == 3 and all((tmp_path / name).stat().st_size > 0 for name in saved)
+
+
 def _frame(t_ns: int, level: int) -> Frame:
     return Frame(t_ns, t_ns, {}, np.full((24, 32), level, np.uint8), (W, H))
 

@@ -12,10 +12,11 @@ so no encoder sits idle waiting for the card.
 Index rows are written by the capture thread only (one SQLite writer), in
 submission order, and only for jobs whose file is already on disk: the
 storage contract "file fsync'd and renamed before its row is committed"
-holds. Copies in flight are bounded by bytes (`max_pending_bytes`, default
-three 12 MP frames: one 4056x3040 YUV420 copy is 18.5 MB), so memory stays
-bounded at 12 MP while small frames never make the capture thread wait for
-a slow fsync.
+holds. Bytes in flight are bounded (`max_pending_bytes`, default three 12 MP
+frames: one 4056x3040 YUV420 copy is 18.5 MB): a frame counts its YUV copy
+until it is encoded, then its JPEG until the file is durable. So memory stays
+bounded at 12 MP, an encoder never waits for an fsync, and small frames never
+make the capture thread wait for a slow card.
 """
 
 from __future__ import annotations
@@ -147,7 +148,9 @@ class FrameWriter:
 
     @staticmethod
     def _encode(copy: YuvCopy, quality: int, tag) -> bytes:
-        return tag(encode_yuv(*copy.planes(), quality))
+        jpeg = encode_yuv(*copy.planes(), quality)
+        copy.array = None   # freed now, not when the pool lets go of its arguments: the budget counts it free
+        return tag(jpeg)
 
     def _save(self, jpeg: bytes, file_name: str) -> Written:
         saved = self._save_file(file_name, jpeg)
