@@ -103,7 +103,9 @@ MAX_LOCAL_GAIN = 1.6
 
 @dataclass(frozen=True)
 class MotionResult:
-    score: float                 # largest changed blob, as a fraction of the frame
+    # Changed pixels in the densest animal-sized window, as a fraction of the
+    # frame; when fewer changed in the whole frame than an animal needs, all of them.
+    score: float
     keep: bool
     bbox: tuple[int, int, int, int] | None   # x, y, w, h of that blob in lores pixels
     changed_fraction: float
@@ -209,6 +211,9 @@ class MotionFilter:
             self.rebase(lores_y)
             return MotionResult(0.0, False, None, changed_fraction, True)
         mask = cv2.morphologyEx(changed.view(np.uint8), cv2.MORPH_OPEN, DESPECKLE_KERNEL)
+        left = cv2.countNonZero(mask) / mask.size
+        if left < self.min_blob_fraction:   # no window can hold enough: the quiet frame's shortcut
+            return MotionResult(left, False, None, changed_fraction, False, mask)
         core = mask & (difference > threshold + floor * CORE_MARGIN).view(np.uint8)
         score, bbox = _densest_window(mask, core, self._window)
         keep, confirmed = False, None
