@@ -104,11 +104,18 @@ def test_scenarios_without_animals_drop_nearly_every_frame(name, tmp_path):
     assert summary["empty_frames_dropped"] >= 0.95 * summary["empty_frames"]
 
 
-def test_in_the_animal_scenario_no_animal_is_lost(tmp_path):
-    summary = run_scenario(load_scenario("animals"), make_config(tmp_path)).report()["summary"]
-    assert summary["animal_events_lost"] == 0
-    assert summary["animal_passes_stored"] == summary["animal_passes"]
-    assert summary["animal_frames_kept"] >= 0.98 * summary["animal_frames"]
+ANIMAL_SCENARIOS = ["animals", "default", "sunset-window", "unsynced-clock"]
+
+
+def test_in_the_animal_scenarios_no_animal_is_lost(tmp_path):
+    summaries = [run_scenario(load_scenario(name), make_config(tmp_path / name)).report()["summary"]
+                 for name in ANIMAL_SCENARIOS]
+    for name, summary in zip(ANIMAL_SCENARIOS, summaries):
+        assert summary["animal_frames"] > 10, name
+        assert summary["animal_events_lost"] == 0, name
+        assert summary["animal_passes_stored"] == summary["animal_passes"], name
+    kept = sum(s["animal_frames_kept"] for s in summaries)
+    assert kept >= 0.98 * sum(s["animal_frames"] for s in summaries)
 
 
 def test_on_the_real_set_at_equal_recall_ours_drops_more_empties_than_each_baseline():
