@@ -133,10 +133,10 @@ def test_on_the_real_set_at_equal_recall_ours_drops_more_empties_than_each_basel
         assert rejection < ours_rejection, name
 
 
-def test_camera_shake_of_real_photos_gives_fewer_false_triggers_with_the_shift_test():
+def test_camera_shake_of_real_photos_leaves_fewer_than_half_the_false_triggers():
     require_shared("data/camtrap/manifest.csv")
     result = subprocess.run([sys.executable, str(REPO / "bench" / "filter_shake.py")],
                             capture_output=True, text=True, timeout=300, check=True)
     kept = {line.split("|")[1].strip(): int(line.split("|")[2].split("/")[0])
             for line in result.stdout.splitlines() if "/" in line and line.startswith("|")}
-    assert kept["trapd MotionFilter"] < 0.75 * kept["baseline: without the shift test"]
+    assert kept["trapd MotionFilter"] < 0.5 * kept["baseline: without the shift test"]

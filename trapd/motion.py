@@ -94,6 +94,13 @@ SHIFT_SAMPLE = 4
 CLEARLY_NOT_A_SHIFT = 3.0   # sampled change at the best shift, in multiples of what is needed
 SHIFT_ROUNDS = 3            # shifts tried in turn, e.g. two branches swaying apart
 LEVELS = np.arange(256, dtype=np.float32)
+# Histogram matching is ill-conditioned at grey levels few pixels use (a dark
+# night view's highlights, a shaken view's rare tones): there the relight
+# table leans on the straight line that fits it best. Matching's weight at a
+# level is n / (n + RELIGHT_TRUST_SHARE), n the share of the background's
+# pixels within RELIGHT_NEIGHBOURHOOD levels of it.
+RELIGHT_NEIGHBOURHOOD = 8
+RELIGHT_TRUST_SHARE = 0.034
 # Cells (rows, columns) over which local brightness changes are measured, and
 # the largest local gain followed.
 LOCAL_GAIN_GRID = (6, 8)
@@ -149,7 +156,7 @@ class MotionFilter:
         self._max_shift = max(1, round(w * SHIFT_PER_ANIMAL_LENGTH))
         self._exclude = _mask_image(config.masks, camera.lores_size)
         self._background: np.ndarray | None = None
-        self._background_cdf: np.ndarray | None = None
+        self._relight: _Relight | None = None
         self._background_motion: np.ndarray | None = None
         self._confirm_motion: np.ndarray | None = None
 
@@ -179,7 +186,7 @@ class MotionFilter:
 
     def _use_background(self, background: np.ndarray, motion: np.ndarray | None) -> None:
         self._background = background
-        self._background_cdf = _cdf(background)
+        self._relight = _Relight(background)
         self._background_cells = _cell_medians(background)
         self._background_motion = motion
 
@@ -190,7 +197,7 @@ class MotionFilter:
             return MotionResult(1.0, True, None, 0.0, False)
         smoothed = self._smooth(lores_y)
         current = smoothed.astype(np.float32)
-        relight = _relight_table(self._background_cdf, _cdf(smoothed))
+        relight = self._relight.table(_cdf(smoothed))
         background = cv2.LUT(self._background, relight)
         relit_cells = np.interp(self._background_cells, LEVELS, relight)
         background *= _local_gain(_cell_medians(smoothed), relit_cells, current.shape)
@@ -359,11 +366,31 @@ def _cdf(image: np.ndarray) -> np.ndarray:
     return np.cumsum(histogram) / image.size
 
 
-def _relight_table(background_cdf: np.ndarray, current_cdf: np.ndarray) -> np.ndarray:
+class _Relight:
     """Background level -> the level at the same rank in the current frame:
     the background as it would look under the current light (histogram
-    matching). An animal covers too little of the frame to move the ranks much."""
-    return np.interp(background_cdf, current_cdf, LEVELS).astype(np.float32)
+    matching; an animal covers too little of the frame to move the ranks
+    much), leaning on its best straight line where few pixels decide it.
+    What depends on the background alone is worked out once per event."""
+
+    def __init__(self, background: np.ndarray) -> None:
+        self.cdf = _cdf(background)
+        self._used = np.diff(self.cdf, prepend=0.0)   # share of the pixels at each level
+        near = np.convolve(self._used, np.ones(2 * RELIGHT_NEIGHBOURHOOD + 1), mode="same")
+        self._trust = near / (near + RELIGHT_TRUST_SHARE)
+        self._offsets = LEVELS - self._used @ LEVELS
+        self._spread = self._used @ self._offsets ** 2
+
+    def table(self, current_cdf: np.ndarray) -> np.ndarray:
+        matched = np.interp(self.cdf, current_cdf, LEVELS)
+        line = self._least_squares_line(matched)
+        return (self._trust * matched + (1 - self._trust) * line).astype(np.float32)
+
+    def _least_squares_line(self, matched: np.ndarray) -> np.ndarray:
+        """Through the table, each level weighted by its pixels."""
+        mean = self._used @ matched
+        slope = self._used @ (self._offsets * (matched - mean)) / self._spread if self._spread else 1.0
+        return np.clip(mean + slope * self._offsets, 0, 255)
 
 
 def _cell_medians(image: np.ndarray) -> np.ndarray:
