@@ -41,13 +41,22 @@ def picamera2_example_score(previous: np.ndarray, current: np.ndarray) -> float:
     return float(np.square(current.astype(np.int16) - previous.astype(np.int16)).mean())
 
 
-def median_ms(score, frames: list[np.ndarray]) -> float:
+def call_ms(score, frames: list[np.ndarray]) -> list[float]:
     times = []
     for previous, current in zip(frames, frames[1:]):
         start = time.perf_counter()
         score(previous, current)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def median_of(times: list[float], kept: list[bool], which: bool) -> str:
+    chosen = [t for t, k in zip(times, kept) if k == which]
+    return f"{statistics.median(chosen):.3f}" if chosen else "-"
+
+
+def median_ms(score, frames: list[np.ndarray]) -> float:
+    return statistics.median(call_ms(score, frames))
 
 
 def full_resolution_encode_ms(repeats: int = 5) -> float:
@@ -84,8 +93,9 @@ def main() -> None:
     # With the previous camera frame, as the trap calls it (the confirmation
     # runs only for frames that would be kept).
     kept = []
-    ours = median_ms(lambda previous, current: kept.append(motion.score(current, previous).keep),
-                     frames * 3)
+    times = call_ms(lambda previous, current: kept.append(motion.score(current, previous).keep),
+                    frames * 3)
+    ours = statistics.median(times)
     rss_after = peak_rss_mb()
     encode = full_resolution_encode_ms()
     print(f"{len(frames) * 3} scores of {len(frames)} lores frames "
@@ -95,7 +105,9 @@ def main() -> None:
     print(f"| picamera2 example MSE (baseline)     | {baseline:8.3f} | {100 * baseline / encode:23.1f}% |")
     print(f"| trapd MotionFilter.score             | {ours:8.3f} | {100 * ours / encode:23.1f}% |")
     print(f"| simplejpeg 4056x3040 YUV420 encode   | {encode:8.3f} | {100.0:23.1f}% |")
-    print(f"{sum(kept)} of {len(kept)} scored frames kept (each checked against the frame before)")
+    print(f"{sum(kept)} of {len(kept)} scored frames kept (each checked against the frame before); "
+          f"median {median_of(times, kept, True)} ms for those kept, "
+          f"{median_of(times, kept, False)} ms for those dropped")
     print(f"peak RSS {rss_before:.1f} MB before scoring, {rss_after:.1f} MB after")
 
 
