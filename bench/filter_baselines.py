@@ -131,40 +131,49 @@ def at_recall(scored: list[tuple[float, str]], recall: float) -> tuple[float, fl
     return threshold, kept_animal / len(animal), dropped_empty / len(empty) if empty else 0.0
 
 
-def record_filter_inputs(sequences: list[list[tuple[str, np.ndarray]]]) -> None:
-    """Make every MotionFilter append what it is shown to `sequences`:
-    ("see", frame) for background and rebase frames, ("score", frame) for scored ones."""
+def record_filter_inputs(sequences: list[list[tuple]]) -> None:
+    """Make every MotionFilter append what it is shown to `sequences`, one list
+    per event: ("background", frame) for its background frames, ("rebase",
+    frame) for a frame it rebased on, ("score", frame, previous camera frame)."""
     real_set, real_rebase, real_score = (MotionFilter.set_background, MotionFilter.rebase,
                                          MotionFilter.score)
 
     def set_background(self, frames):
-        sequences.append([("see", f.copy()) for f in frames])
+        sequences.append([("background", f.copy()) for f in frames])
         return real_set(self, frames)
 
     def rebase(self, lores_y):
         if sequences:
-            sequences[-1].append(("see", lores_y.copy()))
+            sequences[-1].append(("rebase", lores_y.copy()))
         return real_rebase(self, lores_y)
 
-    def score(self, lores_y, *args, **kwargs):
-        sequences[-1].append(("score", lores_y.copy()))
-        return real_score(self, lores_y, *args, **kwargs)
+    def score(self, lores_y, previous=None):
+        sequences[-1].append(("score", lores_y.copy(), None if previous is None else previous.copy()))
+        return real_score(self, lores_y, previous)
 
     MotionFilter.set_background, MotionFilter.rebase, MotionFilter.score = set_background, rebase, score
 
 
-def sim_scores(name: str) -> dict[str, list[tuple[float, str]]]:
-    """Ours ((1 if kept else 0), truth) and each baseline's (score, truth), per frame the
-    trap scored in one scenario run with the shipped config (main stream 640x480:
-    the filter sees only the unchanged lores stream)."""
+def recorded_filter_inputs(name: str) -> tuple[list[list[tuple]], dict]:
+    """What trapd's filter was shown, per event (see record_filter_inputs), in one run of
+    the scenario with the shipped config (main stream 640x480: the filter sees only the
+    unchanged lores stream), and the run's report. Run it in a child process: it
+    patches MotionFilter for good."""
     logging.disable(logging.WARNING)
     config = load_config()
     camera = dataclasses.replace(config.hardware.camera, main_size=(640, 480))
     config = dataclasses.replace(config, hardware=dataclasses.replace(config.hardware, camera=camera))
-    sequences: list[list[tuple[str, np.ndarray]]] = []
+    sequences: list[list[tuple]] = []
     record_filter_inputs(sequences)
     with tempfile.TemporaryDirectory() as storage:
         report = run_scenario(load_scenario(name), config, storage).report()
+    return sequences, report
+
+
+def sim_scores(name: str) -> dict[str, list[tuple[float, str]]]:
+    """Ours ((1 if kept else 0), truth) and each baseline's (score, truth), per frame the
+    trap scored in one scenario run."""
+    sequences, report = recorded_filter_inputs(name)
     frames = [f for e in report["events"] for f in e["frames"]]
     truths = [f["truth"] for f in frames]
     scored = {"trapd MotionFilter": [(float(f["kept"]), f["truth"]) for f in frames]}
@@ -172,11 +181,11 @@ def sim_scores(name: str) -> dict[str, list[tuple[float, str]]]:
         scores = []
         for sequence in sequences:
             method = make_method()
-            for role, frame in sequence:
-                if role == "see":
-                    method.see(frame)
-                else:
+            for role, frame, *_ in sequence:
+                if role == "score":
                     scores.append(method.score(frame))
+                else:
+                    method.see(frame)
         assert len(scores) == len(truths), (name, len(scores), len(truths))
         scored[method_name] = list(zip(scores, truths))
     return scored

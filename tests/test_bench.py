@@ -12,6 +12,7 @@ def test_filter_cost_bench_prints_its_table_with_the_baseline():
     assert result.returncode == 0, result.stderr
     assert "baseline" in result.stdout and "trapd MotionFilter.score" in result.stdout
     assert "JPEG encode" in result.stdout and "peak RSS" in result.stdout
+    assert "as the trap scores them" in result.stdout
 
 
 def test_filter_scenarios_bench_prints_a_row_per_scenario():
