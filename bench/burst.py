@@ -6,7 +6,9 @@ planes) + EXIF/XMP tag on worker threads, durable write (tmp, fsync, rename).
 The limit is measured in the same run: number of cores x the rate of one
 single-threaded simplejpeg encode from YUV planes. Limit and bursts are
 measured in alternating rounds and each figure is the median over the rounds,
-so a busy moment on a shared machine does not land on one side only.
+so a busy moment on a shared machine does not land on one side only; each
+round also compares its sustained rate with the limit measured just before
+and just after that burst (the machine's speed drifts within seconds).
 
 Usage: .venv/bin/python bench/burst.py [--frames 30] [--rounds 3] [--workers N]
 Peak RSS (ru_maxrss) is read in a fresh child process running only a 10-frame
@@ -128,14 +130,17 @@ def main() -> int:
         return 0
     cores = os.cpu_count()
     frame = camera_frame(1)
-    rounds = {k: [] for k in ("single", "sync", "threaded", "sustained", "parallel")}
+    rounds = {k: [] for k in ("single", "sync", "threaded", "sustained", "parallel", "paired")}
     with tempfile.TemporaryDirectory(prefix="trapd-burst-") as tmp:
         for i in range(args.rounds):
-            rounds["single"].append(single_encode_rate(frame))
+            before = single_encode_rate(frame)
             rounds["sync"].append(burst(args.frames, 1, Path(tmp) / f"one{i}")[0])
             whole, sustained = burst(args.frames, args.workers, Path(tmp) / f"many{i}")
+            after = single_encode_rate(frame)
+            rounds["single"] += [before, after]
             rounds["threaded"].append(whole)
             rounds["sustained"].append(sustained)
+            rounds["paired"].append(sustained / (cores * (before + after) / 2))
             rounds["parallel"].append(threaded_encode_rate(frame, cores))
     single, sync, threaded, sustained, parallel = (
         statistics.median(rounds[k]) for k in ("single", "sync", "threaded", "sustained", "parallel"))
@@ -153,6 +158,9 @@ def main() -> int:
     print(f"{f'trapd FrameWriter, {args.workers} encoders, sustained':44} {sustained:9.2f} "
           f"{100 * sustained / limit:8.0f} %   (rounds {', '.join(f'{r:.1f}' for r in rounds['sustained'])})")
     print(f"{f'encode only, {cores} threads at once':44} {parallel:9.2f} {100 * parallel / limit:8.0f} %")
+    paired = rounds["paired"]
+    print(f"sustained against the limit measured just before and after the same burst, per round: "
+          f"median {100 * statistics.median(paired):.0f} % ({', '.join(f'{100 * r:.0f}' for r in paired)})")
     print(f"peak RSS of a process running a {MEMORY_BURST_FRAMES}-frame burst with {args.workers} "
           f"workers: {float(peak):.0f} MB (budget 200 MB on a Pi Zero 2 W)")
     return 0
