@@ -35,10 +35,15 @@ def timeout(b):
     return 0.0
 
 
-def hang_cleared(b):
-    b.rig.hang()
-    b.clock.call_at(b.clock.monotonic_ns() + int(OUTAGE_S * NS), b.rig.clear_faults)
+def outage(b, fault, restore):
+    """`fault` now, `restore` OUTAGE_S later on the bench's clock."""
+    fault()
+    b.clock.call_at(b.clock.monotonic_ns() + int(OUTAGE_S * NS), restore)
     return OUTAGE_S
+
+
+def hang_cleared(b):
+    return outage(b, b.rig.hang, b.rig.clear_faults)
 
 
 def start_errors(b):
@@ -48,9 +53,7 @@ def start_errors(b):
 
 
 def unplugged(b):
-    b.rig.unplug()
-    b.clock.call_at(b.clock.monotonic_ns() + int(OUTAGE_S * NS), b.rig.plug_in)
-    return OUTAGE_S
+    return outage(b, b.rig.unplug, b.rig.plug_in)
 
 
 FAULTS = {"capture timeout (1)": timeout,
