@@ -41,6 +41,9 @@ Simulated, as the real camera does it
 - buffers: buffer_count requests, shared by the queued request and whatever the application
   holds; with all of them held no frame can land and captures stall (a numeric wait times out).
   CompletedRequest.release() past zero raises, as picamera2's does.
+- MappedArray(request, stream): the buffer itself as an array while the context is open (no
+  copy; YUV420 as (h*3/2, stride), RGB as (h, stride / bytes per pixel, bytes), padding kept);
+  on a released request it raises.
 - jobs: wait None/True blocks, a number raises TimeoutError after that much clock time,
   False returns a Job. A job that timed out stays queued and takes a later frame (whose
   buffer then leaks until stop()) unless cancel_all_and_flush() is called, as on a Pi.
@@ -494,6 +497,36 @@ class CompletedRequest:
             raise RuntimeError(f"hw_sim does not simulate pixel data for the {name} stream "
                                f"({config['format']})")
         return self._live().buffer(name, config)
+
+
+class MappedArray:
+    """picamera2.MappedArray: a request's buffer as an array, in place, while the context is
+    open."""
+
+    def __init__(self, request, stream, reshape=True, write=True):
+        self._request = request
+        self._stream = stream
+        self._reshape = reshape
+        self._array = None
+
+    def __enter__(self):
+        buffer = self._request._buffer(self._stream)
+        if self._reshape:
+            config = self._request._stream_config(self._stream)
+            if config["format"] in YUV_FORMATS:
+                buffer = _shape_buffer(buffer, config)
+            else:
+                bpp = BYTES_PER_PIXEL[config["format"]]
+                buffer = buffer.reshape((config["size"][1], config["stride"] // bpp, bpp))
+        self._array = buffer
+        return self
+
+    def __exit__(self, exc_type, exc_value, exc_traceback):
+        self._array = None
+
+    @property
+    def array(self):
+        return self._array
 
 
 # --------------------------------------------------------------------------------------------

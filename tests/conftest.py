@@ -95,9 +95,12 @@ class Bench:
         self.trap = build_trap(self.config, self.hardware, on_event=self.events.append)
 
     def run_for(self, seconds):
+        """Step the trap for `seconds` of virtual time, then wait for its writer
+        threads, which run in real time: virtual time can outrun a real fsync."""
         end = self.clock.monotonic_ns() + int(seconds * NS)
         while self.clock.monotonic_ns() < end:
             self.trap.step()
+        self.trap.flush_written()
 
     def pir_pulse_at(self, delay_s, length_s=0.5):
         now = self.clock.monotonic_ns()

@@ -17,7 +17,7 @@ import piexif
 import pytest
 import simplejpeg
 
-from hw_sim.picamera2 import CameraRig, CompletedRequest, Job
+from hw_sim.picamera2 import CameraRig, CompletedRequest, Job, MappedArray
 from trapd.clock import VirtualClock
 
 API_JSON = Path(__file__).resolve().parents[1].parent / "shared" / "picamera2-api" / "api.json"
@@ -220,6 +220,19 @@ def test_yuv420_has_picamera2s_padded_layout_and_encodes_as_planes(camera):
     jpeg = simplejpeg.encode_jpeg_yuv_planes(array[:height, :width], u, v, 90)
     decoded = simplejpeg.decode_jpeg(jpeg, colorspace="BGR")
     assert np.abs(decoded.astype(int) - scene).mean() < 2
+
+
+def test_mapped_array_is_the_buffer_itself_while_the_request_is_held(camera):
+    start_video(camera, main={"size": (640, 480), "format": "YUV420"})
+    request = camera.capture_request(wait=1)
+    copied = request.make_array("main")
+    with MappedArray(request, "main") as mapped:
+        assert np.array_equal(mapped.array, copied)
+        mapped.array[0, :8] = 255 - copied[0, :8]      # written in place, as overlays are drawn
+    assert np.array_equal(request.make_array("main")[0, :8], 255 - copied[0, :8])
+    request.release()
+    with pytest.raises(RuntimeError):
+        MappedArray(request, "main").__enter__()
 
 
 def test_rgb888_is_bgr_in_memory_and_bgr888_is_rgb(rig, clock):

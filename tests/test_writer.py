@@ -1,4 +1,5 @@
-"""The frame writer and the frame ring, on their own: order, failures, the frame before."""
+"""The frame writer and the frame ring, on their own: order, failures, the frame before,
+frames encoded in their camera buffer."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 
 import trapd.writer
-from trapd.camera import Frame, FrameRing
+from conftest import NS
+from trapd.camera import Frame, FrameRing, yuv420_planes
 from trapd.storage import Store
 from trapd.writer import FrameWriter, YuvCopy
 
@@ -104,3 +106,90 @@ def test_the_ring_gives_the_frame_just_before_and_none_after_a_gap():
     assert ring.lores_just_before(500, max_gap_ns=150) is None      # frames were lost
     ring.forget_lores()                                               # light switched
     assert ring.lores_just_before(250, max_gap_ns=150) is None
+
+
+# -- frames encoded in their camera buffer (no copy) -----------------------------------------
+
+def _expected_jpeg(frame: Frame) -> bytes:
+    w, h = frame.main_size
+    return trapd.writer.encode_yuv(*yuv420_planes(frame.request.make_array("main"), w, h), 90)
+
+
+def _save(writer: FrameWriter, image, name: str, saved: list) -> None:
+    writer.submit(image, 90, lambda jpeg: jpeg, name, lambda written: saved.append(written.saved))
+
+
+def test_a_frame_encoded_in_its_camera_buffer_is_saved_as_if_copied_and_the_buffer_goes_back(bench):
+    b = bench()
+    camera, writer, root = b.trap.camera, b.trap.writer, b.trap.store.root
+    first, second = camera.next_frame(), camera.next_frame()
+    expected = _expected_jpeg(first)
+    lent = camera.lend_main(first, most=1)
+    assert lent is not None and first.request is None          # the frame let go of its request
+    assert camera.lend_main(second, most=1) is None             # one buffer lent already: copy
+    saved = []
+    _save(writer, lent, "e/lent.jpg", saved)
+    _save(writer, YuvCopy.of(second), "e/copied.jpg", saved)
+    second.release()
+    writer.collect(wait=True)
+    assert (root / saved[0]).read_bytes() == expected
+    assert (root / saved[1]).stat().st_size > 0
+    third = camera.next_frame()
+    lent_again = camera.lend_main(third, most=1)
+    assert lent_again is not None                               # the buffer came back
+    _save(writer, lent_again, "e/third.jpg", saved)
+    writer.collect(wait=True)
+
+
+def test_stopping_the_camera_waits_for_an_encoder_still_reading_its_buffer(bench, monkeypatch):
+    b = bench()
+    camera, writer, root = b.trap.camera, b.trap.writer, b.trap.store.root
+    encoder_may_finish = threading.Event()
+    real_encode = trapd.writer.encode_yuv
+
+    def slow_encode(y, u, v, quality):
+        encoder_may_finish.wait(timeout=30)
+        return real_encode(y, u, v, quality)
+
+    frame = camera.next_frame()
+    expected = _expected_jpeg(frame)
+    monkeypatch.setattr(trapd.writer, "encode_yuv", slow_encode)
+    saved = []
+    _save(writer, camera.lend_main(frame, most=2), "e/0.jpg", saved)
+    stopper = threading.Thread(target=camera.stop)
+    stopper.start()
+    stopper.join(timeout=0.5)
+    waited_for_encoder = stopper.is_alive()
+    encoder_may_finish.set()
+    stopper.join(timeout=30)
+    writer.collect(wait=True)
+    assert waited_for_encoder and not camera.running
+    assert (root / saved[0]).read_bytes() == expected
+
+
+def test_encoders_slower_than_the_camera_never_leave_it_without_buffers(bench, monkeypatch):
+    """Every frame of a burst is kept while each encode takes two frame periods
+    of real time: buffers are lent only while the camera can spare them."""
+    b = bench({"burst": {"frames": 20, "interval_s": 0, "pre_trigger_frames": 2},
+               "filter": {"enabled": False}})
+    real_encode = trapd.writer.encode_yuv
+
+    def slow_encode(y, u, v, quality):
+        time.sleep(0.02)
+        return real_encode(y, u, v, quality)
+
+    lent = []
+    real_lend = b.trap.camera.lend_main
+    monkeypatch.setattr(trapd.writer, "encode_yuv", slow_encode)
+    monkeypatch.setattr(b.trap.camera, "lend_main",
+                        lambda frame, most: lent.append(real_lend(frame, most)) or lent[-1])
+    b.run_for(1)
+    b.pir_pulse_at(0.2, length_s=0.1)
+    b.run_for(5)
+    [event] = b.events
+    period_ns = NS // b.config.hardware.camera.frame_rate
+    stamps = [f.sensor_timestamp_ns for f in event.frames]
+    assert event.note is None and len(stamps) == 22
+    assert all(later - earlier == period_ns for earlier, later in zip(stamps, stamps[1:]))
+    assert all((b.trap.store.root / f.file).stat().st_size > 0 for f in event.frames)
+    assert any(lent) and not all(lent)           # some frames read in place, some copied

@@ -40,8 +40,8 @@ _MIN_MAIN_SIZE_PX = (64, 48)
 # GPIO numbers (BCM numbering) usable on the Pi's 40-pin header.
 _FIRST_GPIO, _LAST_GPIO = 2, 27
 # Buffers the camera must always have free to keep capturing; the rest may be
-# held as pre-trigger frames.
-_CAMERA_FREE_BUFFERS = 2
+# held as pre-trigger frames or lent to the encoders.
+CAMERA_FREE_BUFFERS = 2
 # Time zones in use on Earth run from UTC-12:00 to UTC+14:00.
 _MIN_UTC_OFFSET_MIN, _MAX_UTC_OFFSET_MIN = -12 * 60, 14 * 60
 _UTC_OFFSET_PATTERN = re.compile(r"([+-])([0-9]{2}):([0-9]{2})")
@@ -745,12 +745,12 @@ class Config(_Section):
 
     def _pre_trigger_problems(self) -> list[Problem]:
         buffer_count = self.hardware.camera.buffer_count
-        most = buffer_count - _CAMERA_FREE_BUFFERS
+        most = buffer_count - CAMERA_FREE_BUFFERS
         if self.burst.pre_trigger_frames <= most:
             return []
         expected = (
             f"at most {most}: hardware.camera.buffer_count ({buffer_count}) minus the "
-            f"{_CAMERA_FREE_BUFFERS} buffers the camera needs free to keep capturing"
+            f"{CAMERA_FREE_BUFFERS} buffers the camera needs free to keep capturing"
         )
         return [Problem("burst.pre_trigger_frames", None, self.burst.pre_trigger_frames, expected)]
 

@@ -16,9 +16,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
-from trapd.camera import Camera, Frame, FrameRing
+from trapd.camera import Camera, Frame, FrameRing, LentMain
 from trapd.clock import Clock
-from trapd.config import Config
+from trapd.config import CAMERA_FREE_BUFFERS, Config
 from trapd.errors import CameraUnavailable, CaptureFailed
 from trapd.metadata import CaptureInfo, StationInfo, build_exif, build_xmp, local_time, tag_jpeg
 from trapd.moon import moon_phase
@@ -185,6 +185,11 @@ class Trap:
         """Close the event in flight and write all its frames (SIGTERM: finish, then stop)."""
         while self._event is not None:
             self.step()
+        self.flush_written()
+
+    def flush_written(self) -> None:
+        """Wait until every frame handed to the writer is saved and indexed,
+        and close the events that completes."""
         self.writer.collect(wait=True)
         self._close_written_events()
 
@@ -342,8 +347,8 @@ class Trap:
         return max(0, int(self.config.burst.interval_s * NS) - half_frame)
 
     def _store_frame(self, frame: Frame, pre_trigger: bool, always_keep: bool = False) -> None:
-        """Score the frame, copy its image out of the camera buffer, release the
-        buffer, and hand encode + tag + save to a writer thread."""
+        """Score the frame and hand its image (lent or copied out of the camera
+        buffer) to a writer thread for encode + tag + save."""
         event = self._event
         event.sequence += 1
         # The camera frame just before this one (not stored, it is in the ring):
@@ -365,7 +370,7 @@ class Trap:
             media_id=uuid.uuid4().hex, metadata=_frame_metadata(frame.metadata, result))
         if self.debug:
             self.debug.frame(event.record.event_id, f"{event.sequence:02d}", frame.lores_y, result)
-        copy = YuvCopy.of(frame) if keep else None
+        image = self._image_of(frame) if keep else None
         tag = self._tagger(frame, record) if keep else None
         frame.release()
         arrived_ns = getattr(frame, "arrived_ns", None)
@@ -376,8 +381,16 @@ class Trap:
                 frame.sensor_timestamp_ns, result.score, keep, pre_trigger, result_.saved,
                 arrived_ns, result_.stored_ns if result_.saved else None))
 
-        self.writer.submit(copy, self.config.storage.jpeg_quality, tag,
+        self.writer.submit(image, self.config.storage.jpeg_quality, tag,
                            self._file_name(record) if keep else None, written)
+
+    def _image_of(self, frame: Frame) -> YuvCopy | LentMain:
+        """The frame's camera buffer itself while the camera can spare it (the
+        ring holds the pre-trigger frames' buffers; the camera needs
+        CAMERA_FREE_BUFFERS to keep capturing), else a copy of its image."""
+        spare = (self.config.hardware.camera.buffer_count - CAMERA_FREE_BUFFERS
+                 - self.config.burst.pre_trigger_frames)
+        return self.camera.lend_main(frame, spare) or YuvCopy.of(frame)
 
     def _tagger(self, frame: Frame, record: FrameRecord):
         """A function adding this frame's EXIF and XMP to its JPEG (run on a writer thread)."""

@@ -2,10 +2,11 @@
 
 The capture thread must never wait for an encoder: a PIR edge can come at
 any moment, including while the previous burst is still being encoded. So
-the capture thread only copies the frame's YUV planes out of the camera
-buffer (then releases the request: the buffer is the camera's again) and
-hands the copy to an encoder thread, one per core: simplejpeg (which drops
-the GIL while it encodes), then EXIF/XMP spliced in. One saver thread
+the capture thread hands each kept frame's image to an encoder thread, one
+per core: simplejpeg (which drops the GIL while it encodes), then EXIF/XMP
+spliced in. The image is either a copy of the frame's YUV planes (`YuvCopy`:
+the camera buffer went back at once) or, while the camera can spare the
+buffer, the camera buffer itself (`camera.LentMain`, given back once encoded). One saver thread
 writes the files durably (temporary name, fsync, rename, directory fsync),
 so no encoder sits idle waiting for the card.
 
@@ -14,7 +15,8 @@ submission order, and only for jobs whose file is already on disk: the
 storage contract "file fsync'd and renamed before its row is committed"
 holds. Bytes in flight are bounded (`max_pending_bytes`, default three 12 MP
 frames: one 4056x3040 YUV420 copy is 18.5 MB): a frame counts its YUV copy
-until it is encoded, then its JPEG until the file is durable. So memory stays
+(a lent camera buffer counts nothing: the camera bounds those) until it is
+encoded, then its JPEG until the file is durable. So memory stays
 bounded at 12 MP, an encoder never waits for an fsync, and small frames never
 make the capture thread wait for a slow card.
 """
@@ -32,7 +34,7 @@ from typing import Callable
 import numpy as np
 import simplejpeg
 
-from trapd.camera import yuv420_planes
+from trapd.camera import LentMain, yuv420_planes
 
 
 # Three 12 MP YUV420 frames (4096 stride x 4560 rows).
@@ -60,9 +62,14 @@ class YuvCopy:
         # picamera2's make_array returns a copy: the request can be released at once.
         return cls(frame.request.make_array("main"), tuple(frame.main_size))
 
-    def planes(self):
-        w, h = self.size
-        return yuv420_planes(self.array, w, h)
+    @property
+    def nbytes(self) -> int:
+        return self.array.nbytes
+
+    def encode(self, encode, quality: int) -> bytes:
+        jpeg = encode(*yuv420_planes(self.array, *self.size), quality)
+        self.array = None   # freed now, not when the pool lets go of its arguments: the budget counts it free
+        return jpeg
 
 
 @dataclass
@@ -103,21 +110,21 @@ class FrameWriter:
     def pending(self) -> int:
         return len(self._jobs)
 
-    def submit(self, copy: YuvCopy | None, quality: int, tag: Callable[[bytes], bytes],
+    def submit(self, image: YuvCopy | LentMain | None, quality: int, tag: Callable[[bytes], bytes],
                file_name: str | None, on_written: Callable[[Written], None]) -> None:
-        """Queue one frame; `copy=None` (a dropped frame) only keeps its place in order."""
-        if copy is None:
+        """Queue one frame; `image=None` (a dropped frame) only keeps its place in order."""
+        if image is None:
             done: Future = Future()
             done.set_result(Written(None, None, None))
             self._jobs.append((done, on_written))
             return
-        size = copy.array.nbytes
+        size = image.nbytes
         with self._room:   # one copy always fits, however large
             self._room.wait_for(lambda: self._pending_bytes == 0
                                 or self._pending_bytes + size <= self._max_bytes)
             self._pending_bytes += size
         job: Future = Future()
-        encoding = self._encoders.submit(self._encode, copy, quality, tag)
+        encoding = self._encoders.submit(self._encode, image, quality, tag)
         encoding.add_done_callback(partial(self._save_encoded, job, file_name, size))
         self._jobs.append((job, on_written))
 
@@ -147,10 +154,8 @@ class FrameWriter:
             self._room.notify_all()
 
     @staticmethod
-    def _encode(copy: YuvCopy, quality: int, tag) -> bytes:
-        jpeg = encode_yuv(*copy.planes(), quality)
-        copy.array = None   # freed now, not when the pool lets go of its arguments: the budget counts it free
-        return tag(jpeg)
+    def _encode(image: YuvCopy | LentMain, quality: int, tag) -> bytes:
+        return tag(image.encode(encode_yuv, quality))
 
     def _save(self, jpeg: bytes, file_name: str) -> Written:
         saved = self._save_file(file_name, jpeg)
