@@ -83,6 +83,13 @@ class _Event:
         self.tail = 0           # frames left before closing, after the burst
 
 
+def lendable_buffers(config: Config) -> int:
+    """Camera buffers the encoders may read in place: the ring holds the
+    pre-trigger frames' buffers and the camera needs CAMERA_FREE_BUFFERS."""
+    return (config.hardware.camera.buffer_count - CAMERA_FREE_BUFFERS
+            - config.burst.pre_trigger_frames)
+
+
 class Trap:
     def __init__(self, config: Config, camera: Camera, pir: PirTrigger, store: Store,
                  clock: Clock, station: StationInfo,
@@ -385,12 +392,8 @@ class Trap:
                            self._file_name(record) if keep else None, written)
 
     def _image_of(self, frame: Frame) -> YuvCopy | LentMain:
-        """The frame's camera buffer itself while the camera can spare it (the
-        ring holds the pre-trigger frames' buffers; the camera needs
-        CAMERA_FREE_BUFFERS to keep capturing), else a copy of its image."""
-        spare = (self.config.hardware.camera.buffer_count - CAMERA_FREE_BUFFERS
-                 - self.config.burst.pre_trigger_frames)
-        return self.camera.lend_main(frame, spare) or YuvCopy.of(frame)
+        """The frame's camera buffer itself while the camera can spare it, else a copy."""
+        return self.camera.lend_main(frame, lendable_buffers(self.config)) or YuvCopy.of(frame)
 
     def _tagger(self, frame: Frame, record: FrameRecord):
         """A function adding this frame's EXIF and XMP to its JPEG (run on a writer thread)."""
