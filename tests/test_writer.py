@@ -3,6 +3,9 @@ frames encoded in their camera buffer."""
 
 from __future__ import annotations
 
+import ctypes.util
+import subprocess
+import sys
 import threading
 import time
 
@@ -193,3 +196,37 @@ def test_encoders_slower_than_the_camera_never_leave_it_without_buffers(bench, m
     assert all(later - earlier == period_ns for earlier, later in zip(stamps, stamps[1:]))
     assert all((b.trap.store.root / f.file).stat().st_size > 0 for f in event.frames)
     assert any(lent) and not all(lent)           # some frames read in place, some copied
+
+
+ARENAS_AFTER_ENCODING = """
+import ctypes, sys, time
+import numpy as np
+from concurrent.futures import ThreadPoolExecutor
+from trapd.writer import FrameWriter, YuvCopy
+frame = np.full((48 * 3 // 2, 64), 100, np.uint8)
+if sys.argv[1] == "writer":
+    writer = FrameWriter(lambda name, jpeg: name, time.monotonic_ns, workers=2)
+    for i in range(8):
+        writer.submit(YuvCopy(frame.copy(), (64, 48)), 90, bytes, f"{i}.jpg", lambda written: None)
+    writer.close()
+else:   # encoder threads of its own
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda i: YuvCopy(frame.copy(), (64, 48)).encode(
+            lambda *planes: bytes(2_000_000), 90), range(8)))
+ctypes.CDLL("libc.so.6").malloc_stats()
+"""
+
+
+def _malloc_arenas(mode: str) -> int:
+    result = subprocess.run([sys.executable, "-c", ARENAS_AFTER_ENCODING, mode],
+                            capture_output=True, text=True, timeout=60, check=True)
+    return result.stderr.count("Arena ")
+
+
+def test_the_encoder_threads_share_one_malloc_arena():
+    """glibc's malloc_stats lists one arena per allocating thread by default;
+    the writer's threads use one, which keeps a 12 MP burst's memory down."""
+    if not (ctypes.util.find_library("c") or "").startswith("libc.so"):
+        pytest.skip("malloc arenas are glibc's")
+    assert _malloc_arenas("own threads") > 1
+    assert _malloc_arenas("writer") == 1
