@@ -309,7 +309,8 @@ def tag_jpeg(jpeg: bytes, exif: bytes, xmp: bytes) -> bytes:
         raise ValueError('EXIF payload must start with b"Exif\\x00\\x00"')
     if len(xmp) >= _MAX_XMP_BYTES:
         raise ValueError(f"XMP packet is {len(xmp)} bytes; it must be under {_MAX_XMP_BYTES}")
-    return _SOI + _app1(exif) + _app1(_XMP_HEADER + xmp) + jpeg[len(_SOI):]
+    # One copy of the (multi-megabyte) image data, not a slice and then a copy.
+    return b"".join((_SOI, _app1(exif), _app1(_XMP_HEADER + xmp), memoryview(jpeg)[len(_SOI):]))
 
 
 def _app1(payload: bytes) -> bytes:
