@@ -14,7 +14,8 @@ round also compares its sustained rate with the limit measured just before
 and just after that burst (the machine's speed drifts within seconds).
 
 Usage: .venv/bin/python bench/burst.py [--frames 30] [--rounds 3] [--workers N]
-Peak RSS (ru_maxrss) is read in fresh child processes running only a 10-frame
+Peak RSS (VmHWM; not ru_maxrss, which Linux carries over from the parent
+across fork and exec) is read in fresh child processes running only a 10-frame
 burst (with the modules the daemon loads: about 60 MB at rest), so the
 parent's other runs do not count; the largest of three is printed.
 """
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -167,7 +167,12 @@ def burst(frames: int, workers: int, root: Path, spare_buffers: int = 0) -> tupl
 def child(frames: int, workers: int, spare_buffers: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         burst(frames, workers, Path(tmp), spare_buffers)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(peak_rss_mb())
+
+
+def peak_rss_mb() -> float:
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0]) / 1024
 
 
 def rounds_of(args, frame, spare: int) -> dict[str, list[float]]:
