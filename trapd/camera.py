@@ -89,7 +89,8 @@ class LentMain:
 
     def encode(self, encode, quality: int) -> bytes:
         try:
-            with self._mapped_array(self._request, "main") as mapped:
+            # Read only: the dma-buf sync then need not write CPU caches back for the camera.
+            with self._mapped_array(self._request, "main", write=False) as mapped:
                 return encode(*yuv420_planes(mapped.array, *self.size), quality)
         finally:
             self._request.release()

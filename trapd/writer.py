@@ -5,10 +5,10 @@ any moment, including while the previous burst is still being encoded. So
 the capture thread hands each kept frame's image to an encoder thread, one
 per core: simplejpeg (which drops the GIL while it encodes), then EXIF/XMP
 spliced in. The image is either a copy of the frame's YUV planes (`YuvCopy`:
-the camera buffer went back at once) or, while the camera can spare the
-buffer, the camera buffer itself (`camera.LentMain`, given back once encoded). One saver thread
-writes the files durably (temporary name, fsync, rename, directory fsync),
-so no encoder sits idle waiting for the card.
+the camera buffer went back at once) or, while the camera can spare it, the
+camera buffer itself (`camera.LentMain`, given back once encoded). One saver
+thread writes the files durably (temporary name, fsync, rename, directory
+fsync), so no encoder sits idle waiting for the card.
 
 Index rows are written by the capture thread only (one SQLite writer), in
 submission order, and only for jobs whose file is already on disk: the
