@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import ctypes.util
 import json
 import logging
 import sys
@@ -34,8 +33,7 @@ CONFIG = {"filter": {"enabled": False}, "burst": {"frames": 5, "interval_s": 0.5
 
 
 def rss_bytes() -> int:
-    libc_name = ctypes.util.find_library("c")
-    malloc_trim = getattr(ctypes.CDLL(libc_name), "malloc_trim", None) if libc_name else None
+    malloc_trim = getattr(ctypes.CDLL(None), "malloc_trim", None)   # glibc's
     if malloc_trim is not None:
         malloc_trim(0)
     for line in Path("/proc/self/status").read_text().splitlines():

@@ -24,7 +24,6 @@ make the capture thread wait for a slow card.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import threading
 from collections import deque
@@ -50,8 +49,7 @@ def use_one_malloc_arena() -> None:
     by the others, and a 12 MP burst keeps about 20 MB more resident
     (bench/burst.py). The threads spend their time encoding, not in malloc.
     Does nothing where the C library is not glibc."""
-    libc_name = ctypes.util.find_library("c")
-    mallopt = getattr(ctypes.CDLL(libc_name), "mallopt", None) if libc_name else None
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)   # the C library already loaded
     if mallopt is not None:
         mallopt(M_ARENA_MAX, 1)
 
