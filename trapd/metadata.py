@@ -88,6 +88,8 @@ class CaptureInfo:
     battery_voltage_v: float | None = None
     moon_phase: str | None = None  # trapd.moon.PHASE_NAMES
     clock_synchronised: bool | None = None  # None = unknown
+    pre_trigger: bool | None = None  # held from before the edge (None = not recorded)
+    sensor_timestamp_ns: int | None = None  # the camera's SensorTimestamp (monotonic)
 
     @property
     def sequence_text(self) -> str:
@@ -201,6 +203,12 @@ def _dms(degrees: float) -> tuple:
     return ((whole_degrees, 1), (minutes, 1), (seconds, 10_000))
 
 
+def utc_iso_ns(wall_time_ns: int) -> str:
+    """ISO 8601 UTC with all nine digits of the nanoseconds."""
+    seconds, nanos = divmod(wall_time_ns, 1_000_000_000)
+    return f"{_EPOCH + dt.timedelta(seconds=seconds):%Y-%m-%dT%H:%M:%S}.{nanos:09d}Z"
+
+
 def _exif_datetime(t: dt.datetime) -> str:
     return t.strftime("%Y:%m:%d %H:%M:%S")
 
@@ -281,6 +289,12 @@ def _xmp_fields(station: StationInfo, capture: CaptureInfo) -> dict[str, str]:
         fields["MotionScore"] = _score(capture.motion_score)
     fields["EventNumber"] = str(capture.event_number)
     fields["Sequence"] = capture.sequence_text
+    # Exact values for rebuilding a damaged index from the photos (EXIF keeps milliseconds).
+    fields["CaptureTime"] = utc_iso_ns(capture.wall_time_ns)
+    if capture.sensor_timestamp_ns is not None:
+        fields["SensorTimestamp"] = str(capture.sensor_timestamp_ns)
+    if capture.pre_trigger is not None:
+        fields["PreTrigger"] = "True" if capture.pre_trigger else "False"
     optional = {
         "MoonPhase": capture.moon_phase,
         "AmbientTemperature": capture.temperature_c,

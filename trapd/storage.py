@@ -26,6 +26,7 @@ from pathlib import Path
 import simplejpeg
 
 from trapd.errors import StorageError
+from trapd.health import HEALTH_FILE, Health
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,8 @@ class Store:
             self._add_missing_columns()
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open the image queue at {self.root}: {exc}") from exc
+        # Only the daemon (recover=True) reports health; a reader must not overwrite it.
+        self.health = Health(self.root / HEALTH_FILE if recover else None)
         if recover:
             self.recover()
 

@@ -412,7 +412,8 @@ class Trap:
             cpu_temperature_c=event.readings.cpu_temperature_c,
             battery_voltage_v=event.readings.battery_voltage_v,
             moon_phase=moon_phase(record.capture_wall_ns).name,
-            clock_synchronised=event.clock_synced)
+            clock_synchronised=event.clock_synced, pre_trigger=record.pre_trigger,
+            sensor_timestamp_ns=record.sensor_timestamp_ns)
         exif, xmp = build_exif(self.station, capture), build_xmp(self.station, capture)
         return lambda jpeg: tag_jpeg(jpeg, exif, xmp)
 
