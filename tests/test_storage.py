@@ -28,6 +28,11 @@ def record(event, seq=1, kept=True):
                        media_id=f"{event.number:016x}{seq:016x}")
 
 
+def name(number, seq=1):
+    """A file name as the trap gives it (recovery touches only such names)."""
+    return f"d/ST01_20261203_120000_E{number:06d}_{seq:02d}.jpg"
+
+
 def open_event(store):
     return store.open_event("ST01", "ST01-D1", "pir", 1, 1)
 
@@ -85,11 +90,14 @@ def test_recovery_removes_temporaries_and_quarantines_unindexed_images(tmp_path)
     store.add_frame(record(event), jpeg(), "d/indexed.jpg")
     store.close()
     day = tmp_path / IMAGES_DIR / "d"
-    (day / "half.jpg.tmp").write_bytes(jpeg()[:100])
-    (day / "orphan.jpg").write_bytes(jpeg(5))
+    half, orphan = tmp_path / IMAGES_DIR / (name(2) + ".tmp"), tmp_path / IMAGES_DIR / name(3)
+    half.write_bytes(jpeg()[:100])
+    orphan.write_bytes(jpeg(5))     # no trapd tags: it cannot be indexed again
+    (day / "someone's.jpg.tmp").write_bytes(b"not ours")
     again = Store(tmp_path, min_free_mb=0)
-    assert not (day / "half.jpg.tmp").exists()
-    assert (tmp_path / QUARANTINE_DIR / "orphan.jpg").read_bytes() == jpeg(5)
+    assert not half.exists()
+    assert (tmp_path / QUARANTINE_DIR / IMAGES_DIR / name(3)).read_bytes() == jpeg(5)
+    assert (day / "someone's.jpg.tmp").read_bytes() == b"not ours"   # not ours: untouched
     assert again.verify() == []
     assert again.status()["events"] == {"interrupted": 1}
 
@@ -98,10 +106,10 @@ def test_verify_reports_a_truncated_and_an_unindexed_image(tmp_path):
     store = Store(tmp_path, min_free_mb=0)
     path = store.add_frame(record(open_event(store)), jpeg(), "d/a.jpg")
     (tmp_path / path).write_bytes(jpeg()[:200])
-    (tmp_path / IMAGES_DIR / "d" / "stray.jpg").write_bytes(jpeg(3))
+    (tmp_path / IMAGES_DIR / name(9)).write_bytes(jpeg(3))
     problems = store.verify()
     assert any("a.jpg" in p and "truncated" in p for p in problems)
-    assert any("stray.jpg" in p and "no index row" in p for p in problems)
+    assert any("E000009_01.jpg" in p and "no index row" in p for p in problems)
 
 
 WRITER = textwrap.dedent("""
@@ -115,7 +123,7 @@ WRITER = textwrap.dedent("""
         for seq in range(1, 4):
             store.add_frame(FrameRecord(event.number, seq, seq, seq, False, 0.1, True,
                                         f"{event.number:016x}{seq:016x}"), big,
-                            f"d/E{event.number:06d}_{seq:02d}.jpg")
+                            f"d/ST01_20261203_120000_E{event.number:06d}_{seq:02d}.jpg")
             committed += 1
             if committed == 1:
                 print("ready", flush=True)   # one image is in: the kill lands in later writes

@@ -14,19 +14,27 @@ Contract (other tools rely on it, see DESIGN.md):
 
 from __future__ import annotations
 
+import datetime as dt
+import errno
 import hashlib
 import json
 import logging
 import os
 import shutil
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import simplejpeg
 
 from trapd.errors import StorageError
-from trapd.health import HEALTH_FILE, Health
+from trapd.health import (HEALTH_FILE, INDEX_FULL, STORAGE_FULL, STORAGE_LINK, Health,
+                          read_health)
+from trapd.recovery import (IMAGE_NAME, TEMP_NAME, NotOurPhoto, PhotoRecord, free_name,
+                            highest_number_in_names, is_inside, own_files, read_photo,
+                            real_root, set_aside_name)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +45,15 @@ TEMP_SUFFIX = ".tmp"
 FILE_MODE = 0o640
 DIR_MODE = 0o750
 MB = 1024 * 1024
+EVENT_NUMBER_FILE = "event-number"   # the highest event number handed out, beside the index
+RESERVE_NAME = "index-reserve"       # room kept for the index on a full card
+RESERVE_BYTES = 1 * MB
+START_CHECK_S = 10.0                 # the integrity check at start-up gives up after this
+UNRECORDED = 0                       # event number of an event a full card could not record
+REBUILT_NOTE = "rebuilt from its photos after the index lost it"
+SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_NOTADB = 10, 11, 13, 26
+SQLITE_IOERR_SHMSIZE = 4874
+T = TypeVar("T")
 
 # Frame states. Kept frames start `pending`; export/offload move them on:
 # pending -> exported (in a package made with --mark-exported) -> offloaded
@@ -131,37 +148,144 @@ class Store:
         self.full = False
         try:
             _make_dir(self.root)
-            _make_dir(self.root / IMAGES_DIR)
+            self._root_real = real_root(self.root)
+            if recover:
+                _make_dir(self.root / IMAGES_DIR)
             _make_private(self.root / DB_NAME)
-            self._db = sqlite3.connect(self.root / DB_NAME, isolation_level=None,
-                                       check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(SCHEMA)
-            self._add_missing_columns()
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
             raise StorageError(f"cannot open the image queue at {self.root}: {exc}") from exc
         # Only the daemon (recover=True) reports health; a reader must not overwrite it.
         self.health = Health(self.root / HEALTH_FILE if recover else None)
+        self._reserve = self.root / RESERVE_NAME
+        self._unrecorded_rows = 0
+        self._db = self._open_index(check=recover)
         if recover:
             self.recover()
 
-    def _add_missing_columns(self) -> None:
-        for table, column, declaration in ADDED_COLUMNS:
-            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-            if column not in present:
-                log.info("upgrading the queue index: adding %s.%s", table, column)
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+    # -- the index file ------------------------------------------------------
+    def _open_index(self, check: bool) -> sqlite3.Connection:
+        """Open queue.db; when the daemon starts, a damaged one is set aside
+        (kept) and a new one rebuilt from the photos."""
+        try:
+            db = self._connect_when_full_too()
+            damage = index_damage(db, START_CHECK_S) if check else None
+        except sqlite3.DatabaseError as exc:
+            if not check or not _is_damage(exc):
+                raise StorageError(f"cannot open the image queue at {self.root}: {exc}") from exc
+            db, damage = None, str(exc)
+        if damage:
+            if db is not None:
+                db.close()
+            db = self._set_aside_and_start_again(damage)
+        return db
+
+    def _connect_when_full_too(self) -> sqlite3.Connection:
+        try:
+            return _connect(self.root / DB_NAME)
+        except sqlite3.OperationalError as exc:
+            if not self._is_full(exc):
+                raise
+            if self._release_reserve():
+                try:
+                    return _connect(self.root / DB_NAME)
+                except sqlite3.OperationalError as again:
+                    if not self._is_full(again):
+                        raise
+            # No room even for the WAL index in shared memory: keep it in this
+            # process (readers such as `trapd status` wait until the next start).
+            self._index_full(f"the card is full ({exc})")
+            return _connect(self.root / DB_NAME, exclusive=True)
+
+    def _set_aside_and_start_again(self, damage: str) -> sqlite3.Connection:
+        now = dt.datetime.now(dt.timezone.utc)
+        kept = set_aside_name(self.root / DB_NAME, now)
+        highest = _highest_event_number_in(self.root / DB_NAME)
+        for suffix in ("", "-wal", "-shm"):
+            damaged = self.root / (DB_NAME + suffix)
+            if damaged.exists() and not damaged.is_symlink():
+                os.replace(damaged, kept.with_name(kept.name.replace(DB_NAME, DB_NAME + suffix, 1)))
+        fsync_dir(self.root)
+        log.error("the image index was damaged (%s); kept as %s, rebuilding it from the photos",
+                  damage, kept.name)
+        _make_private(self.root / DB_NAME)
+        db = _connect(self.root / DB_NAME)
+        self._db = db
+        self._raise_event_numbers_to(highest)
+        found, unreadable = self._index_photos()
+        what = (f"index damaged ({damage}); kept as {kept.name}; rebuilt from {found} photos"
+                + (f", {unreadable} unreadable photos quarantined" if unreadable else ""))
+        log.warning("image index rebuilt: %s", what)
+        self.health.repaired(what)
+        return db
+
+    # -- writing the index, on a card that may be full -------------------------
+    def _write(self, statements: Callable[[sqlite3.Connection], T]) -> T | None:
+        """Run `statements` in one transaction; on a full card use the index
+        reserve, and if even that is gone, say so once and return None (the
+        caller's row is not recorded; the trap goes on)."""
+        for attempt in (1, 2):
+            try:
+                with self._transaction() as db:
+                    result = statements(db)
+            except sqlite3.OperationalError as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if not self._is_full(exc):
+                    raise
+                if attempt == 1 and self._release_reserve():
+                    continue
+                self._unrecorded_rows += 1
+                self._index_full(f"the card is full; {self._unrecorded_rows} index rows "
+                                 f"not recorded ({exc})")
+                return None
+            if self.health.is_set(INDEX_FULL):
+                self.health.clear(INDEX_FULL, "index rows are recorded again")
+            return result
+        return None
+
+    def _is_full(self, exc: sqlite3.Error) -> bool:
+        code = getattr(exc, "sqlite_errorcode", 0)
+        if code & 0xFF == SQLITE_FULL or code == SQLITE_IOERR_SHMSIZE:
+            return True
+        return code & 0xFF == SQLITE_IOERR and _free_bytes(self.root) < RESERVE_BYTES
+
+    def _index_full(self, why: str) -> None:
+        self.full = True
+        self.health.set(INDEX_FULL, why)
+
+    def _release_reserve(self) -> bool:
+        """Free the space kept for the index; False if there is none to free."""
+        if not self._reserve.is_file() or self._reserve.is_symlink():
+            return False
+        self._reserve.unlink()
+        log.warning("the card is full: the index's %d MB reserve is released so that "
+                    "it can still record what happens", RESERVE_BYTES // MB)
+        return True
+
+    def _keep_reserve(self, free: int) -> bool:
+        """Keep RESERVE_BYTES aside for the index (made again once there is room)."""
+        if self._reserve.is_file():
+            return True
+        if free < self.min_free_mb * MB + RESERVE_BYTES:
+            return False
+        try:
+            _write_durably(self._reserve, bytes(RESERVE_BYTES))
+        except OSError:
+            self._reserve.unlink(missing_ok=True)
+            return False
+        return True
 
     # -- events -----------------------------------------------------------
     def open_event(self, station_id: str, deployment_id: str, trigger: str,
                    trigger_monotonic_ns: int, trigger_wall_ns: int,
                    clock_synced: bool | None = None, wall_jump_ns: int = 0) -> EventRecord:
         """`clock_synced`: the kernel's verdict at the trigger (None = unknown);
-        `wall_jump_ns`: wall-clock steps seen since the previous event."""
+        `wall_jump_ns`: wall-clock steps seen since the previous event.
+        On a card too full to record it, the event is UNRECORDED (no images saved)."""
         synced = None if clock_synced is None else int(clock_synced)
-        with self._transaction():
-            cursor = self._db.execute(
+
+        def insert(db: sqlite3.Connection) -> EventRecord:
+            cursor = db.execute(
                 "INSERT INTO events (event_id, station_id, deployment_id, trigger,"
                 " trigger_monotonic_ns, trigger_wall_ns, clock_synced, wall_jump_ns)"
                 " VALUES ('', ?, ?, ?, ?, ?, ?, ?)",
@@ -169,20 +293,47 @@ class Store:
                  synced, wall_jump_ns))
             number = cursor.lastrowid
             event_id = f"{deployment_id}-E{number:06d}"
-            self._db.execute("UPDATE events SET event_id = ? WHERE number = ?", (event_id, number))
-        return EventRecord(number, event_id)
+            db.execute("UPDATE events SET event_id = ? WHERE number = ?", (event_id, number))
+            # Outside the index too, before the commit: a lost -wal or a rebuilt
+            # index can then never hand out this number again.
+            self._note_highest_event_number(number)
+            return EventRecord(number, event_id)
+
+        return self._write(insert) or EventRecord(UNRECORDED, f"{deployment_id}-unrecorded")
 
     def close_event(self, event: EventRecord, ended_wall_ns: int, note: str | None = None) -> None:
-        with self._transaction():
-            self._db.execute(
-                "UPDATE events SET state = 'closed', ended_wall_ns = ?, note = ? WHERE number = ?",
-                (ended_wall_ns, note, event.number))
+        self._write(lambda db: db.execute(
+            "UPDATE events SET state = 'closed', ended_wall_ns = ?, note = ? WHERE number = ?",
+            (ended_wall_ns, note, event.number)))
 
     def add_wall_jump(self, event: EventRecord, jump_ns: int) -> None:
         """A wall-clock step seen while `event` was in progress."""
-        with self._transaction():
-            self._db.execute("UPDATE events SET wall_jump_ns = wall_jump_ns + ? WHERE number = ?",
-                             (jump_ns, event.number))
+        self._write(lambda db: db.execute(
+            "UPDATE events SET wall_jump_ns = wall_jump_ns + ? WHERE number = ?",
+            (jump_ns, event.number)))
+
+    def _note_highest_event_number(self, number: int) -> None:
+        try:
+            _write_small_durably(self.root / EVENT_NUMBER_FILE, f"{number}\n".encode())
+        except OSError as exc:
+            log.debug("event number not noted beside the index: %s", exc)
+
+    def _raise_event_numbers_to(self, highest: int) -> None:
+        """The next event number comes after `highest` (numbers are never reused)."""
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        current = max(row[0] if row else 0,
+                      self._db.execute("SELECT COALESCE(MAX(number), 0) FROM events").fetchone()[0])
+        if highest <= current:
+            return
+        log.warning("event numbers continue after E%06d, the highest used on this card "
+                    "(the index knew only E%06d)", highest, current)
+
+        def raise_sequence(db: sqlite3.Connection) -> None:
+            if row is None:
+                db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", (highest,))
+            else:
+                db.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'events'", (highest,))
+        self._write(raise_sequence)
 
     # -- frames -----------------------------------------------------------
     def add_frame(self, record: FrameRecord, jpeg: bytes | None = None,
@@ -191,7 +342,7 @@ class Store:
         stored file's path relative to the root, or None if none was saved."""
         saved = None
         if record.kept and jpeg is not None:
-            saved = self._save_file(relative_path, jpeg)
+            saved = self._save_file(relative_path, jpeg, record.event_number)
         self.index_frame(record, jpeg, saved)
         return saved
 
@@ -202,6 +353,8 @@ class Store:
 
     def index_frame(self, record: FrameRecord, jpeg: bytes | None, saved: str | None) -> None:
         """Commit a frame's row; `saved` is the file `save_file` made durable, or None."""
+        if record.event_number == UNRECORDED:
+            return
         state = PENDING if record.kept else DROPPED
         if record.kept and jpeg is not None:
             state = PENDING if saved else NOT_SAVED
@@ -211,17 +364,21 @@ class Store:
                   len(jpeg) if saved else None,
                   hashlib.sha256(jpeg).hexdigest() if saved else None,
                   json.dumps(record.metadata, default=str) if record.metadata else None)
-        with self._transaction():
-            self._db.execute(
-                "INSERT INTO frames (event_number, sequence, sensor_timestamp_ns, capture_wall_ns,"
-                " pre_trigger, score, kept, state, media_id, file, size_bytes, sha256, metadata)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+        self._write(lambda db: db.execute(
+            "INSERT INTO frames (event_number, sequence, sensor_timestamp_ns, capture_wall_ns,"
+            " pre_trigger, score, kept, state, media_id, file, size_bytes, sha256, metadata)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values))
 
-    def _save_file(self, relative_path: str, jpeg: bytes) -> str | None:
-        if not self._has_room_for(len(jpeg)):
+    def _save_file(self, relative_path: str, jpeg: bytes, event_number: int | None = None
+                   ) -> str | None:
+        if not self._has_room_for(len(jpeg)) or event_number == UNRECORDED:
             return None
-        target = self.root / IMAGES_DIR / relative_path
-        _make_dir(target.parent)
+        if self.health.is_set(INDEX_FULL):
+            return None     # a file the index cannot record would be quarantined later
+        folder = self._own_folder(Path(relative_path).parent)
+        if folder is None:
+            return None
+        target = free_name(folder / Path(relative_path).name)
         temporary = target.with_name(target.name + TEMP_SUFFIX)
         try:
             _write_durably(temporary, jpeg)
@@ -230,62 +387,169 @@ class Store:
         except OSError as exc:
             temporary.unlink(missing_ok=True)
             log.error("could not save %s: %s", relative_path, exc)
+            if exc.errno == errno.ENOSPC:
+                self._storage_full(f"no space left on the card ({exc})")
             return None
         return str(target.relative_to(self.root))
 
+    def _own_folder(self, relative: Path) -> Path | None:
+        """images/<relative>, made if needed; never a link (a linked date folder
+        is stepped around with a new name; a linked images/ is not written through)."""
+        images = self.root / IMAGES_DIR
+        if images.is_symlink() and not is_inside(self._root_real, images):
+            self.health.set(STORAGE_LINK, f"{images} is a link to {os.path.realpath(images)}, "
+                            "outside the storage root: nothing is written through it")
+            return None
+        try:
+            _make_dir(images)
+            folder, n = images / relative, 1
+            while folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+                folder = images / f"{relative}_{n}"
+                n += 1
+            _make_dir(folder)
+        except OSError as exc:
+            log.error("could not make the folder for %s: %s", relative, exc)
+            return None
+        return folder
+
     def _has_room_for(self, size: int) -> bool:
-        free = shutil.disk_usage(self.root).free
-        full = free - size < self.min_free_mb * MB
-        if full != self.full:
-            self.full = full
-            if full:
-                log.error("storage full: %d MB free at %s, below the %d MB floor; "
-                          "saving stops until space is freed (nothing is deleted)",
-                          free // MB, self.root, self.min_free_mb)
-            else:
-                log.warning("storage has room again (%d MB free); saving resumes", free // MB)
+        free = _free_bytes(self.root)
+        self._keep_reserve(free)
+        full = free - size < self._floor_bytes()
+        if full:
+            reserve = "" if self._reserve.is_file() else f" + {RESERVE_BYTES // MB} MB for the index"
+            self._storage_full(f"{free // MB} MB free at {self.root}, the next image would "
+                               f"leave less than the {self.min_free_mb} MB floor{reserve}")
+        elif self.full:
+            self.full = False
+            self.health.clear(STORAGE_FULL, f"{free // MB} MB free")
+            log.warning("storage has room again (%d MB free); saving resumes", free // MB)
         return not full
+
+    def _floor_bytes(self) -> int:
+        """The floor, plus room for the index reserve while it is not made."""
+        return self.min_free_mb * MB + (0 if self._reserve.is_file() else RESERVE_BYTES)
+
+    def _storage_full(self, why: str) -> None:
+        if not self.full:
+            log.error("storage full: %s; saving stops until space is freed (nothing is deleted)",
+                      why)
+        self.full = True
+        self.health.set(STORAGE_FULL, why)
 
     # -- start-up recovery ------------------------------------------------
     def recover(self) -> None:
         images = self.root / IMAGES_DIR
-        for temporary in images.rglob("*" + TEMP_SUFFIX):
+        for temporary in own_files(images, self._root_real, TEMP_NAME):
             log.warning("removing unfinished temporary file %s", temporary)
             temporary.unlink()
-        with self._transaction():
-            cursor = self._db.execute(
-                "UPDATE events SET state = 'interrupted' WHERE state = 'open'")
-        if cursor.rowcount:
+        cursor = self._write(lambda db: db.execute(
+            "UPDATE events SET state = 'interrupted' WHERE state = 'open'"))
+        if cursor is not None and cursor.rowcount:
             log.warning("%d event(s) were interrupted by a stop or power cut", cursor.rowcount)
+        self._raise_event_numbers_to(max(
+            _read_number(self.root / EVENT_NUMBER_FILE),
+            highest_number_in_names(own_files(images, self._root_real, IMAGE_NAME)),
+            highest_number_in_names(own_files(self.root / QUARANTINE_DIR, self._root_real,
+                                              IMAGE_NAME))))
         self._mark_missing_files()
-        self._quarantine_unindexed(images)
+        found, unreadable = self._index_photos()
+        if found:
+            log.warning("%d photo(s) without an index row were indexed again from their tags",
+                        found)
 
     def _mark_missing_files(self) -> None:
         for row_id, file in self._db.execute(
                 "SELECT id, file FROM frames WHERE file IS NOT NULL AND state NOT IN (?, ?)",
                 (MISSING, FREED)).fetchall():
-            if not (self.root / file).exists():
+            if self.image_path(file) is None:
                 log.error("indexed image %s is missing from the card", file)
-                with self._transaction():
-                    self._db.execute("UPDATE frames SET state = ? WHERE id = ?", (MISSING, row_id))
+                self._write(lambda db: db.execute(
+                    "UPDATE frames SET state = ? WHERE id = ?", (MISSING, row_id)))
 
-    def _quarantine_unindexed(self, images: Path) -> None:
-        indexed = self._indexed_files()
-        for path in sorted(images.rglob("*.jpg")):
+    def _index_photos(self) -> tuple[int, int]:
+        """Index trapd's photos that have no row, from their own tags; those
+        that cannot be read go to quarantine/ (kept). Returns (indexed, quarantined)."""
+        indexed_files = self._indexed_files()
+        found = unreadable = 0
+        for path in own_files(self.root / IMAGES_DIR, self._root_real, IMAGE_NAME):
             relative = str(path.relative_to(self.root))
-            if relative in indexed:
+            if relative in indexed_files:
                 continue
-            target = self.root / QUARANTINE_DIR / path.name
-            _make_dir(target.parent)
-            os.replace(path, target)
-            log.warning("image %s had no index row (stopped mid-save); kept in %s", relative, target)
+            try:
+                photo = read_photo(path, relative)
+            except (NotOurPhoto, OSError) as exc:
+                self._quarantine(path, str(exc))
+                unreadable += 1
+                continue
+            if self._index_photo(photo):
+                found += 1
+            else:
+                self._quarantine(path, f"event {photo.event_number} frame {photo.sequence} "
+                                 "is already indexed with another image")
+                unreadable += 1
+        return found, unreadable
+
+    def _index_photo(self, photo: PhotoRecord) -> bool:
+        """Add `photo`'s rows (its event's too, if missing); False if its place is taken."""
+        def insert(db: sqlite3.Connection) -> bool:
+            db.execute(
+                "INSERT OR IGNORE INTO events (number, event_id, station_id, deployment_id,"
+                " trigger, trigger_monotonic_ns, trigger_wall_ns, ended_wall_ns, state, note)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'interrupted', ?)",
+                (photo.event_number, photo.event_id, photo.station_id, photo.deployment_id,
+                 photo.trigger, photo.sensor_timestamp_ns, photo.capture_wall_ns,
+                 photo.capture_wall_ns, REBUILT_NOTE))
+            db.execute("UPDATE events SET trigger_wall_ns = MIN(trigger_wall_ns, ?),"
+                       " ended_wall_ns = MAX(ended_wall_ns, ?) WHERE number = ? AND note = ?",
+                       (photo.capture_wall_ns, photo.capture_wall_ns, photo.event_number,
+                        REBUILT_NOTE))
+            taken = db.execute(
+                "SELECT id, file, sha256 FROM frames WHERE (event_number = ? AND sequence = ?)"
+                " OR media_id = ?", (photo.event_number, photo.sequence, photo.media_id)).fetchall()
+            if taken:
+                # Its row lost only the file name (a damaged index): give it back.
+                row_id, file, sha = taken[0]
+                if len(taken) > 1 or sha != photo.sha256 or self.image_path(file or "") is not None:
+                    return False
+                db.execute("UPDATE frames SET file = ?, state = ? WHERE id = ?",
+                           (photo.file, PENDING, row_id))
+                return True
+            db.execute(
+                "INSERT INTO frames (event_number, sequence, sensor_timestamp_ns, capture_wall_ns,"
+                " pre_trigger, score, kept, state, media_id, file, size_bytes, sha256)"
+                " VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
+                (photo.event_number, photo.sequence, photo.sensor_timestamp_ns,
+                 photo.capture_wall_ns, int(photo.pre_trigger), photo.score, PENDING,
+                 photo.media_id, photo.file, photo.size_bytes, photo.sha256))
+            return True
+
+        return bool(self._write(insert))
+
+    def _quarantine(self, path: Path, why: str) -> None:
+        """Move one of trapd's unreadable photos to quarantine/, keeping its
+        relative path and never overwriting another."""
+        relative = path.relative_to(self.root)
+        target = free_name(self.root / QUARANTINE_DIR / relative)
+        _make_dir(target.parent)
+        os.replace(path, target)
+        log.warning("image %s could not be indexed (%s); kept in %s", relative, why, target)
 
     def _indexed_files(self) -> set[str]:
         return {r[0] for r in self._db.execute("SELECT file FROM frames WHERE file IS NOT NULL")}
 
+    def image_path(self, relative: str) -> Path | None:
+        """The photo `relative` (an index path) if it is a file inside the root
+        reached through no link out of it; else None."""
+        path = self.root / relative
+        if not relative or path.is_symlink() or not path.is_file():
+            return None
+        return path if is_inside(self._root_real, path) else None
+
     # -- operator views ---------------------------------------------------
     def status(self) -> dict:
         usage = shutil.disk_usage(self.root)
+        health = read_health(self.root)
         last = self._db.execute(
             "SELECT event_id, trigger, trigger_wall_ns, state FROM events"
             " ORDER BY number DESC LIMIT 1").fetchone()
@@ -297,12 +561,20 @@ class Store:
                 "event_id": last[0], "trigger": last[1], "trigger_wall_ns": last[2], "state": last[3]},
             "free_mb": usage.free // MB,
             "min_free_mb": self.min_free_mb,
-            "below_floor": usage.free < self.min_free_mb * MB,
+            "below_floor": (usage.free < self._floor_bytes()
+                            or STORAGE_FULL in health["degraded"]),
+            "degraded": health["degraded"],
+            "repairs": health["repairs"],
         }
 
     def verify(self) -> list[str]:
-        """Problems found: rows whose file is absent, truncated, altered or not
-        a decodable JPEG, and JPEGs under the images folder without a row."""
+        """Problems found: a damaged index (integrity check, unreadable text), rows
+        whose file is absent, truncated, altered or not a decodable JPEG, and
+        trapd's JPEGs under the images folder without a row."""
+        damage = index_damage(self._db, time_limit_s=None)
+        if damage:
+            return [f"{DB_NAME}: damaged ({damage}); the daemon sets it aside and "
+                    "rebuilds it from the photos at its next start"]
         problems = []
         indexed = set()
         for file, size, digest, state in self._db.execute(
@@ -310,10 +582,11 @@ class Store:
             indexed.add(file)
             if state == FREED:
                 continue
-            problem = _check_image(self.root / file, size, digest)
+            path = self.image_path(file)
+            problem = _check_image(path, size, digest) if path else "file missing (or a link)"
             if problem:
                 problems.append(f"{file}: {problem}" + (" (known missing)" if state == MISSING else ""))
-        for path in sorted((self.root / IMAGES_DIR).rglob("*.jpg")):
+        for path in own_files(self.root / IMAGES_DIR, self._root_real, IMAGE_NAME):
             if str(path.relative_to(self.root)) not in indexed:
                 problems.append(f"{path.relative_to(self.root)}: no index row")
         return problems
@@ -387,7 +660,10 @@ class _Transaction:
         return self._db
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if not exc_type:
+            self._db.execute("COMMIT")
+        elif self._db.in_transaction:   # SQLite may have rolled back already (a full card)
+            self._db.execute("ROLLBACK")
 
 
 def _check_image(path: Path, size: int, digest: str) -> str | None:
@@ -404,6 +680,110 @@ def _check_image(path: Path, size: int, digest: str) -> str | None:
     except ValueError as exc:
         return f"not a decodable JPEG ({exc})"
     return None
+
+
+def _connect(path: Path, exclusive: bool = False) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        if exclusive:   # WAL without the shared-memory file: needs no room on the card
+            db.execute("PRAGMA locking_mode=EXCLUSIVE")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        # A short WAL: on a full card the index lives on its small reserve.
+        db.execute("PRAGMA wal_autocheckpoint=64")
+        db.executescript(SCHEMA)
+        _add_missing_columns(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    for table, column, declaration in ADDED_COLUMNS:
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            log.info("upgrading the queue index: adding %s.%s", table, column)
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+
+def index_damage(db: sqlite3.Connection, time_limit_s: float | None) -> str | None:
+    """What is wrong with the index file, or None: SQLite's integrity check
+    (given up after `time_limit_s`, then trusted) and text that is not UTF-8."""
+    deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
+    if deadline is not None:
+        db.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+    try:
+        rows = [r[0] for r in db.execute("PRAGMA integrity_check(5)")]
+    except sqlite3.OperationalError as exc:
+        if deadline is not None and time.monotonic() > deadline:
+            log.warning("index integrity check stopped after %.0f s (a large index); "
+                        "it is trusted", time_limit_s)
+            return None
+        raise
+    finally:
+        db.set_progress_handler(None, 0)
+    if rows != ["ok"]:
+        return "integrity check: " + "; ".join(str(r) for r in rows)
+    return _undecodable_text(db)
+
+
+def _undecodable_text(db: sqlite3.Connection) -> str | None:
+    text_columns = {table: [r[1] for r in db.execute(f"PRAGMA table_info({table})")
+                            if r[2].upper() == "TEXT"] for table in ("events", "frames")}
+    db.text_factory = bytes
+    try:
+        for table, columns in text_columns.items():
+            for row in db.execute(f"SELECT rowid, {', '.join(columns)} FROM {table}"):
+                for column, value in zip(columns, row[1:]):
+                    if isinstance(value, bytes):
+                        try:
+                            value.decode("utf-8")
+                        except UnicodeDecodeError:
+                            return f"{table} row {row[0]}: {column} is not readable text"
+    finally:
+        db.text_factory = str
+    return None
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in (SQLITE_CORRUPT, SQLITE_NOTADB, SQLITE_IOERR):
+        return True
+    text = str(exc)
+    return "malformed" in text or "not a database" in text or "decode" in text
+
+
+def _highest_event_number_in(damaged: Path) -> int:
+    """As much as a damaged index still tells of the numbers it handed out."""
+    highest = 0
+    try:
+        db = sqlite3.connect(f"file:{damaged}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return 0
+    try:
+        for query in ("SELECT seq FROM sqlite_sequence WHERE name = 'events'",
+                      "SELECT MAX(number) FROM events"):
+            try:
+                value = db.execute(query).fetchone()
+            except sqlite3.Error:
+                continue
+            if value and isinstance(value[0], int):
+                highest = max(highest, value[0])
+    finally:
+        db.close()
+    return highest
+
+
+def _read_number(path: Path) -> int:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return 0
+
+
+def _free_bytes(root: Path) -> int:
+    return shutil.disk_usage(root).free
 
 
 def _make_private(db: Path) -> None:
@@ -428,6 +808,14 @@ def _write_durably(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _write_small_durably(path: Path, data: bytes) -> None:
+    """Replace a small file of ours atomically and durably."""
+    temporary = path.with_name(path.name + TEMP_SUFFIX)
+    _write_durably(temporary, data)
+    os.replace(temporary, path)
+    fsync_dir(path.parent)
 
 
 def fsync_dir(path: Path) -> None:
