@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from datetime import timedelta
+from pathlib import Path
 from textwrap import dedent
 
 import pytest
@@ -415,3 +416,150 @@ def test_the_shipped_project_and_sensors_sections_load():
     assert config.project.sampling_design == "targeted"
     assert config.project.contributors[0].role == "rightsHolder"
     assert config.sensors.ambient_temperature_file is None
+
+
+# --- free text that ends up in every photo (issue 13) --------------------------------------
+
+
+def test_an_owner_too_long_for_a_photo_is_a_problem_naming_the_limit_and_its_length():
+    owner = "Land of the Leopard " * 1700                       # 34 KB: no EXIF segment holds it
+    text = station_yaml() + f"  owner: '{owner}'\n"
+
+    problem = problem_at(text, "station.owner")
+
+    assert problem.line == line_of(text, "owner:")
+    assert "at most 200 characters" in str(problem) and f"{len(owner)} characters" in str(problem)
+    assert len(str(problem)) < 400                              # the value is shown cut short
+
+
+@pytest.mark.parametrize("key", ["owner", "license"])
+@pytest.mark.parametrize("value", [r'"Park\nRangers"', r'"Park\tRangers"', r'"Park\aRangers"',
+                                   r'"Park\u2028Rangers"', r'"Park\ud800"'])
+def test_station_texts_with_control_characters_are_rejected(key, value):
+    text = station_yaml() + f"  {key}: {value}\n"
+
+    problem = problem_at(text, f"station.{key}")
+
+    assert "control character" in str(problem) and problem.line == line_of(text, f"{key}:")
+
+
+@pytest.mark.parametrize("section, key, limit", [
+    ("project", "title", 200),
+    ("project", "data_license", 64),
+])
+def test_project_texts_are_bounded(section, key, limit):
+    text = station_yaml() + f"{section}:\n  {key}: {'A' * (limit + 1)}\n"
+
+    problem_at(text, f"{section}.{key}")
+    parse_config(station_yaml() + f"{section}:\n  {key}: {'A' * limit}\n")
+
+
+def test_a_contributor_with_a_name_too_long_is_reported():
+    text = station_yaml() + f"project:\n  contributors:\n    - {{title: {'A' * 201}}}\n"
+
+    problem = problem_at(text, "project.contributors")
+
+    assert "at most 200 characters" in problem.expected
+
+
+def test_every_text_at_its_longest_still_fits_in_a_photo():
+    import piexif
+    import simplejpeg
+    import numpy as np
+
+    from trapd.daemon import station_info
+    from trapd.metadata import CaptureInfo, build_exif, build_xmp, tag_jpeg
+
+    widest = "\U0001F406"                                        # 4 bytes in UTF-8
+    text = dedent(f"""\
+        station:
+          station_id: {"S" * 32}
+          deployment_id: {"D" * 64}
+          owner: "{widest * 200}"
+          license: "{widest * 200}"
+          serial_number: "{"~" * 64}"
+          location: {{latitude: -33.9, longitude: 18.4}}
+        """)
+    config = parse_config(text)
+    station = station_info(config, "imx477")
+    capture = CaptureInfo(wall_time_ns=1_800_000_000 * 10**9, media_id="0" * 32,
+                          event_id="E" * 80, event_number=10**9, sequence=100, event_length=100,
+                          capture_method="activityDetection", trigger_source="pir",
+                          motion_score=0.123456789, width=4056, height=3040,
+                          exposure_time_us=20000, analogue_gain=16.0, digital_gain=1.0)
+    jpeg = simplejpeg.encode_jpeg(np.zeros((16, 16, 3), np.uint8))
+
+    tagged = tag_jpeg(jpeg, build_exif(station, capture), build_xmp(station, capture))
+
+    artist = piexif.load(tagged)["0th"][piexif.ImageIFD.Artist]
+    assert artist.decode("utf-8") == widest * 200
+
+
+# --- a relative storage root (issue 13) ------------------------------------------------
+
+
+def test_a_relative_storage_root_is_taken_from_the_config_files_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "etc" / "trapd"
+    folder.mkdir(parents=True)
+    path = folder / "config.yaml"
+    path.write_text(station_yaml() + "storage:\n  root: photos/queue\n")
+    monkeypatch.chdir(tmp_path)                                  # not the config's folder
+
+    assert load_config(path).storage.root == str(folder / "photos" / "queue")
+    assert load_config("etc/trapd/config.yaml").storage.root == str(folder / "photos" / "queue")
+
+
+def test_parse_config_keeps_a_relative_root_unless_given_a_folder(tmp_path):
+    text = station_yaml() + "storage:\n  root: photos\n"
+
+    assert parse_config(text).storage.root == "photos"
+    assert parse_config(text, base_dir=tmp_path).storage.root == str(tmp_path / "photos")
+    absolute = station_yaml() + f"storage:\n  root: {tmp_path / 'abs'}\n"
+    assert parse_config(absolute, base_dir="/elsewhere").storage.root == str(tmp_path / "abs")
+
+
+def test_the_shipped_config_stores_in_the_repository_wherever_trapd_starts(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    assert load_config().storage.root == str(DEFAULT_CONFIG_PATH.parent / "sim-output" / "storage")
+
+
+MOUNTINFO = """\
+22 1 179:2 / / rw,noatime shared:1 - ext4 /dev/mmcblk0p2 rw
+25 22 0:21 / /run rw,nosuid,nodev shared:5 - tmpfs tmpfs rw,size=92160k,mode=755
+"""
+
+
+def test_check_config_warns_when_photos_would_be_kept_in_ram(tmp_path, capsys):
+    from trapd.check_config import mount_of, storage_warnings
+
+    config = parse_config(station_yaml() + "storage:\n  root: /run/trapd/storage\n")
+    [warning] = storage_warnings(config, 8, "config.yaml", MOUNTINFO)
+    assert warning.startswith("warning: config.yaml:8: storage.root /run/trapd/storage is on tmpfs")
+    assert "lost at every reboot" in warning
+    drive = tmp_path / "usb drive"                               # a space: escaped as \040
+    drive.mkdir()
+    usb = f"31 22 0:26 / {str(drive).replace(' ', chr(92) + '040')} rw - vfat /dev/sda1 rw\n"
+    assert mount_of(str(drive / "not-yet" / "photos"), MOUNTINFO + usb).fstype == "vfat"
+    on_card = parse_config(station_yaml() + "storage:\n  root: /var/lib/trapd\n")
+    assert storage_warnings(on_card, 8, "config.yaml", MOUNTINFO) == []
+
+
+def test_check_config_prints_the_warning_for_a_root_on_a_real_tmpfs_and_still_passes(
+        tmp_path, capsys):
+    from trapd.check_config import mount_of
+
+    shm = Path("/dev/shm")
+    if mount_of(str(shm)) is None or mount_of(str(shm)).fstype != "tmpfs":
+        pytest.skip("no tmpfs at /dev/shm on this machine")
+    path = tmp_path / "config.yaml"
+    text = station_yaml() + f"storage:\n  root: {shm / 'trapd-never-made' / 'storage'}\n"
+    path.write_text(text)
+
+    assert check_config_main(str(path)) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{path}: OK"
+    assert lines[-1].startswith(f"warning: {path}:{line_of(text, 'root:')}: storage.root ")
+    assert "tmpfs" in lines[-1]
+    assert not (shm / "trapd-never-made").exists()              # checking makes nothing

@@ -4,32 +4,60 @@ Technicians edit config.yaml on site, so every mistake is reported with its
 line, its key path, the value found and what would be valid, and all mistakes
 are reported at once (`ConfigError.problems`), not one per attempt.
 
-The YAML is composed into a node tree with PyYAML's safe loader (nothing in
-the file is ever executed) and the tree is walked against the frozen
-dataclasses below. Each setting field carries a `_Rule` in its metadata (what
-it accepts and how to say so); each section field names its dataclass. Rules
-that link fields live in each section's `validate()`.
+The frozen dataclasses below say what each section holds: each setting field
+carries a rule in its metadata (what it accepts and how to say so), each
+section field names its dataclass, and rules that link fields live in each
+section's `validate()`. trapd/schema.py reads the file against them (the
+simulator's scenario files are read the same way).
+
+A relative `storage.root` is taken from the config file's folder when the
+file is loaded by path (`load_config`), so where photos go never depends on
+the directory trapd happens to be started in; `parse_config` (text, no file)
+joins it to `base_dir` if given, else leaves it relative.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 import re
-import reprlib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from datetime import timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
-from yaml.constructor import SafeConstructor
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+# Sections kept in their own modules, importable from here like the rest.
+from trapd.config_fleet import FleetConfig, SyncConfig, TelemetryConfig  # noqa: F401
+from trapd.config_operating import (  # noqa: F401
+    POWER_MODES,
+    WEEKDAYS,
+    NightConfig,
+    PowerConfig,
+    ScheduleConfig,
+    Window,
+    parse_time_of_day,
+)
 from trapd.errors import ConfigError
 from trapd.location import EXACT, PUBLISH_CHOICES
+from trapd.schema import NO_VALUE, Problem  # noqa: F401 (re-exported)
+from trapd.schema import Section as _Section
+from trapd.schema import Rule as _Rule
+from trapd.schema import choice as _choice
+from trapd.schema import flag as _flag
+from trapd.schema import free_text as _free_text
+from trapd.schema import integer as _integer
+from trapd.schema import integer_choice as _integer_choice
+from trapd.schema import is_free_text as _is_free_text
+from trapd.schema import is_int as _is_int
+from trapd.schema import is_number as _is_number
+from trapd.schema import number as _number
+from trapd.schema import read_document, read_text
+from trapd.schema import section as _section
+from trapd.schema import setting as _setting
+from trapd.schema import text as _text
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
 
@@ -45,155 +73,6 @@ CAMERA_FREE_BUFFERS = 2
 # Time zones in use on Earth run from UTC-12:00 to UTC+14:00.
 _MIN_UTC_OFFSET_MIN, _MAX_UTC_OFFSET_MIN = -12 * 60, 14 * 60
 _UTC_OFFSET_PATTERN = re.compile(r"([+-])([0-9]{2}):([0-9]{2})")
-
-_MAP_TAG = "tag:yaml.org,2002:map"
-_SEQ_TAG = "tag:yaml.org,2002:seq"
-_NULL_TAG = "tag:yaml.org,2002:null"
-
-
-class _NoValue:
-    def __repr__(self) -> str:
-        return "NO_VALUE"
-
-
-NO_VALUE = _NoValue()
-"""`Problem.value` when there is no value to show (missing or unknown key, ...)."""
-
-_INVALID = object()  # what the reader returns for a value it has reported
-
-
-# --------------------------------------------------------------------------
-# Problems
-# --------------------------------------------------------------------------
-
-_SHORT_REPR = reprlib.Repr()
-_SHORT_REPR.maxstring = 80
-_SHORT_REPR.maxother = 80
-
-
-def _show(value: object) -> str:
-    """A value as a technician would recognise it from the YAML, kept short."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, tuple):
-        value = list(value)
-    return _SHORT_REPR.repr(value)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One mistake in a config file.
-
-    `path` is the dotted key path ("filter.pixel_threshold"), or "" for the
-    file as a whole; `line` is 1-based, None when no line applies. `expected`
-    says what a valid value looks like; when `value is NO_VALUE` (a missing,
-    unknown or duplicate key, a YAML syntax error, an unreadable file) it is
-    the whole message.
-    """
-
-    path: str
-    line: int | None
-    value: object
-    expected: str
-    source: str = "config.yaml"
-
-    def __str__(self) -> str:
-        where = self.source if self.line is None else f"{self.source}:{self.line}"
-        if self.value is NO_VALUE:
-            subject = f"{self.path}: " if self.path else ""
-            return f"{where}: {subject}{self.expected}"
-        return f"{where}: {self.path} = {_show(self.value)}: expected {self.expected}"
-
-
-# --------------------------------------------------------------------------
-# Rules: what one setting accepts
-# --------------------------------------------------------------------------
-
-
-def _unchanged(value: Any) -> Any:
-    return value
-
-
-@dataclass(frozen=True)
-class _Rule:
-    """What one setting accepts, and how to say so in an error message."""
-
-    expected: str
-    is_valid: Callable[[Any], bool]
-    convert: Callable[[Any], Any] = _unchanged
-    nullable: bool = False
-
-    def accepts(self, value: Any) -> bool:
-        return (self.nullable and value is None) or self.is_valid(value)
-
-    def to_field_value(self, value: Any) -> Any:
-        return None if value is None else self.convert(value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _number_text(number: float) -> str:
-    return f"{number:g}" if isinstance(number, float) else str(number)
-
-
-def _describe_range(noun: str, low: float, high: float, unit: str, nullable: bool) -> str:
-    if high == math.inf:
-        bounds = f"of at least {_number_text(low)}"
-    else:
-        bounds = f"from {_number_text(low)} to {_number_text(high)}"
-    text = " ".join(part for part in (noun, bounds, unit) if part)
-    return f"{text}, or null" if nullable else text
-
-
-def _integer(
-    low: int, high: float, unit: str = "", *, nullable: bool = False, odd: bool = False
-) -> _Rule:
-    return _Rule(
-        expected=_describe_range("an odd integer" if odd else "an integer", low, high, unit, nullable),
-        is_valid=lambda v: _is_int(v) and low <= v <= high and (not odd or v % 2 == 1),
-        nullable=nullable,
-    )
-
-
-def _integer_choice(choices: tuple[int, ...], unit: str) -> _Rule:
-    return _Rule(
-        expected=f"{' or '.join(map(str, choices))} {unit}",
-        is_valid=lambda v: _is_int(v) and v in choices,
-    )
-
-
-def _number(low: float, high: float, unit: str = "", *, nullable: bool = False) -> _Rule:
-    return _Rule(
-        expected=_describe_range("a number", low, high, unit, nullable),
-        is_valid=lambda v: _is_number(v) and low <= v <= high,
-        convert=float,
-        nullable=nullable,
-    )
-
-
-def _choice(choices: tuple[str, ...]) -> _Rule:
-    return _Rule(expected=f"one of {', '.join(choices)}", is_valid=lambda v: v in choices)
-
-
-def _flag() -> _Rule:
-    return _Rule(expected="true or false", is_valid=lambda v: isinstance(v, bool))
-
-
-def _text(pattern: str, expected: str) -> _Rule:
-    compiled = re.compile(pattern)
-    return _Rule(
-        expected=expected,
-        is_valid=lambda v: isinstance(v, str) and compiled.fullmatch(v) is not None,
-    )
-
 
 def _is_size(value: Any, width_range: tuple[int, int], height_range: tuple[int, int]) -> bool:
     if not (isinstance(value, list) and len(value) == 2):
@@ -231,7 +110,15 @@ def _gpio_pin(*, nullable: bool = False) -> _Rule:
     return _integer(_FIRST_GPIO, _LAST_GPIO, "(BCM GPIO number)", nullable=nullable)
 
 
-_ONE_LINE_OF_TEXT = _text(r"[^\x00-\x1f\x7f]*", "text on one line")
+# Free text that goes into every photo's EXIF/XMP (Artist, Copyright,
+# CameraOwnerName) must stay far below the 64 KB an EXIF segment can hold,
+# or the trap could not tag, and so not save, a single photo.
+MAX_NAME_CHARS = 200
+# The longest address RFC 5321 lets through.
+MAX_EMAIL_CHARS = 254
+MAX_CONTRIBUTORS = 50
+# Linux's PATH_MAX is 4096 bytes; a UTF-8 character takes up to 4.
+MAX_PATH_CHARS = 1024
 
 _UTC_OFFSET_RULE = _Rule(
     expected=(
@@ -242,8 +129,8 @@ _UTC_OFFSET_RULE = _Rule(
 )
 
 _DIRECTORY_RULE = _Rule(
-    expected="a non-empty directory path",
-    is_valid=lambda v: isinstance(v, str) and v.strip() != "" and "\0" not in v,
+    expected=f"a directory path on one line, at most {MAX_PATH_CHARS} characters",
+    is_valid=lambda v: _is_free_text(v, MAX_PATH_CHARS) and v.strip() != "",
 )
 
 
@@ -274,40 +161,9 @@ _MASKS_RULE = _Rule(
 )
 
 
-def _setting(rule: _Rule, default: Any = dataclasses.MISSING) -> Any:
-    """A dataclass field read from one YAML value; no default = required."""
-    return field(default=default, metadata={"rule": rule})
-
-
-def _section(cls: type, *, required: bool = False) -> Any:
-    """A dataclass field read from a nested YAML mapping."""
-    if required:
-        return field(metadata={"section": cls})
-    return field(default_factory=cls, metadata={"section": cls})
-
-
-def _is_required(config_field: dataclasses.Field) -> bool:
-    return (
-        config_field.default is dataclasses.MISSING
-        and config_field.default_factory is dataclasses.MISSING
-    )
-
-
 # --------------------------------------------------------------------------
 # Config sections
 # --------------------------------------------------------------------------
-
-
-class _Section:
-    """Base of every config section."""
-
-    def validate(self) -> list[Problem]:
-        """Rules linking this section's fields; [] when they hold.
-
-        Problem paths are relative to the section and lines are None: the
-        reader fills both in from the file.
-        """
-        return []
 
 
 @dataclass(frozen=True)
@@ -345,9 +201,11 @@ class StationConfig(_Section):
     )
     location: LocationConfig = _section(LocationConfig, required=True)
     camera: CameraMountConfig = _section(CameraMountConfig)
-    # Person or organisation, for EXIF Artist/Copyright.
-    owner: str = _setting(_ONE_LINE_OF_TEXT, "")
-    license: str = _setting(_ONE_LINE_OF_TEXT, "CC-BY-4.0")
+    # Person or organisation, for EXIF Artist/Copyright/CameraOwnerName.
+    owner: str = _setting(_free_text(MAX_NAME_CHARS, what=" (it goes into every photo)"), "")
+    # For EXIF Copyright.
+    license: str = _setting(_free_text(MAX_NAME_CHARS, what=" (it goes into every photo)"),
+                            "CC-BY-4.0")
     # "auto" = read from the Pi's /proc/cpuinfo at run time.
     serial_number: str = _setting(
         _text(r"[\x20-\x7e]{1,64}", "'auto' or 1 to 64 printable ASCII characters"), "auto"
@@ -450,7 +308,7 @@ class FilterConfig(_Section):
 
 @dataclass(frozen=True)
 class StorageConfig(_Section):
-    # A relative root is resolved against the current working directory.
+    # A relative root is taken from the config file's folder (see load_config).
     root: str = _setting(_DIRECTORY_RULE, "/var/lib/trapd")
     min_free_mb: int = _setting(_integer(0, 1_000_000, "MB"), 200)
     jpeg_quality: int = _setting(_integer(10, 100), 90)
@@ -472,7 +330,7 @@ CONTRIBUTOR_ROLES = ("contact", "principalInvestigator", "rightsHolder", "publis
                      "contributor")
 _CONTRIBUTOR_KEYS = ("title", "role", "email", "organization")
 # Data Package licence names, e.g. CC0-1.0 (SPDX identifiers fit).
-_LICENSE_NAME = r"[-a-zA-Z0-9._]+"
+_LICENSE_NAME = r"[-a-zA-Z0-9._]{1,64}"
 
 
 @dataclass(frozen=True)
@@ -487,20 +345,23 @@ def _is_contributor(entry: Any) -> bool:
     if not isinstance(entry, dict) or not set(entry) <= set(_CONTRIBUTOR_KEYS):
         return False
     title = entry.get("title")
-    if not isinstance(title, str) or not title.strip() or not _ONE_LINE_OF_TEXT.is_valid(title):
+    if not _is_free_text(title, MAX_NAME_CHARS) or not title.strip():
         return False
     if entry.get("role", "contributor") not in CONTRIBUTOR_ROLES:
         return False
-    return all(entry.get(k) is None or (isinstance(entry[k], str) and _ONE_LINE_OF_TEXT.is_valid(entry[k]))
-               for k in ("email", "organization"))
+    return (entry.get("email") is None or _is_free_text(entry["email"], MAX_EMAIL_CHARS)) and \
+        (entry.get("organization") is None or _is_free_text(entry["organization"], MAX_NAME_CHARS))
 
 
 _CONTRIBUTORS_RULE = _Rule(
     expected=(
         "a list of people or organisations, each '- {title: NAME, role: ROLE}' with optional "
-        f"email and organization; ROLE one of {', '.join(CONTRIBUTOR_ROLES)}"
+        f"email and organization; ROLE one of {', '.join(CONTRIBUTOR_ROLES)}; texts on one "
+        f"line, at most {MAX_NAME_CHARS} characters ({MAX_EMAIL_CHARS} for an email); at most "
+        f"{MAX_CONTRIBUTORS} entries"
     ),
-    is_valid=lambda v: isinstance(v, list) and all(_is_contributor(e) for e in v),
+    is_valid=lambda v: (isinstance(v, list) and len(v) <= MAX_CONTRIBUTORS
+                        and all(_is_contributor(e) for e in v)),
     convert=lambda v: tuple(Contributor(**e) for e in v),
 )
 
@@ -510,12 +371,12 @@ class ProjectConfig(_Section):
     """What a Camtrap DP export says about the study (datapackage.json `project`)."""
 
     # "" = "Camera trap station <station_id>".
-    title: str = _setting(_ONE_LINE_OF_TEXT, "")
+    title: str = _setting(_free_text(MAX_NAME_CHARS), "")
     sampling_design: str = _setting(_choice(SAMPLING_DESIGNS), "opportunistic")
     individual_animals: bool = _setting(_flag(), False)
     # Licence of the exported tables; the images carry station.license.
     data_license: str = _setting(_text(_LICENSE_NAME, "a licence identifier such as CC0-1.0 "
-                                       "or CC-BY-4.0 (letters, digits, '.', '_', '-')"), "CC0-1.0")
+                                       "or CC-BY-4.0 (1 to 64 letters, digits, '.', '_', '-')"), "CC0-1.0")
     # [] = station.owner as rights holder.
     contributors: tuple[Contributor, ...] = _setting(_CONTRIBUTORS_RULE, ())
 
@@ -538,190 +399,6 @@ class SensorsConfig(_Section):
     battery_adc_channel: int | None = _setting(_integer(0, 7, "(MCP3008 channel)", nullable=True), None)
     battery_divider: float = _setting(_number(1, 100, "(volts per ADC volt)"), 4.0)
     adc_reference_v: float = _setting(_number(1, 5.5, "volts"), 3.3)
-
-
-# --- night, schedules and power (issue 6) ---------------------------------
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-POWER_MODES = ("streaming", "standby")
-_TIME_OF_DAY = re.compile(r"(?:(sunrise|sunset)([+-]))?([0-9]{2}):([0-9]{2})|(sunrise|sunset)")
-
-
-def parse_time_of_day(text: str) -> tuple[str | None, int] | None:
-    """'HH:MM' -> (None, minutes after midnight); 'sunset-00:30' -> ('sunset', -30);
-    'sunrise' -> ('sunrise', 0); None if malformed."""
-    match = _TIME_OF_DAY.fullmatch(text) if isinstance(text, str) else None
-    if match is None:
-        return None
-    anchor, sign, hours, minutes, bare = match.groups()
-    if bare:
-        return bare, 0
-    if int(hours) > 23 or int(minutes) > 59:
-        return None
-    offset = int(hours) * 60 + int(minutes)
-    return (anchor, -offset if sign == "-" else offset) if anchor else (None, offset)
-
-
-@dataclass(frozen=True)
-class Window:
-    """One operating window: from `start` to `end` local time (crossing midnight
-    if end < start), on `days`, in power `mode`, with timelapse every `timelapse_s`."""
-
-    start: str
-    end: str
-    days: tuple[str, ...] = WEEKDAYS
-    mode: str | None = None          # None = power.mode
-    timelapse_s: float | None = None
-
-
-_WINDOW_KEYS = ("start", "end", "days", "mode", "timelapse_s")
-
-
-def _is_window(entry: Any) -> bool:
-    if not isinstance(entry, dict) or not set(entry) <= set(_WINDOW_KEYS):
-        return False
-    if parse_time_of_day(entry.get("start")) is None or parse_time_of_day(entry.get("end")) is None:
-        return False
-    days = entry.get("days", list(WEEKDAYS))
-    if not (isinstance(days, list) and days and all(d in WEEKDAYS for d in days)):
-        return False
-    if entry.get("mode") not in (None, *POWER_MODES):
-        return False
-    lapse = entry.get("timelapse_s")
-    return lapse is None or (_is_number(lapse) and 1 <= lapse <= 86400)
-
-
-_WINDOWS_RULE = _Rule(
-    expected=("a list of windows, each '- {start: TIME, end: TIME}' with optional days "
-              "[mon, ..., sun], mode (streaming or standby) and timelapse_s (1 to 86400); "
-              "TIME is 'HH:MM' local time or relative to the sun: 'sunset-00:30', "
-              "'sunrise+01:00', 'sunset'"),
-    is_valid=lambda v: isinstance(v, list) and all(_is_window(e) for e in v),
-    convert=lambda v: tuple(Window(**{**e, "days": tuple(e.get("days", WEEKDAYS))}) for e in v),
-)
-
-
-@dataclass(frozen=True)
-class NightConfig(_Section):
-    # How day and night are told apart: the camera's own light estimate (Lux,
-    # with hysteresis) or the sun's elevation at station.location.
-    detect: str = _setting(_choice(("camera", "sun")), "camera")
-    night_below_lux: float = _setting(_number(0, 10000, "lux"), 5.0)
-    day_above_lux: float = _setting(_number(0, 10000, "lux"), 40.0)
-    # A reading must hold this long before day/night switches.
-    switch_after_s: float = _setting(_number(0, 600, "seconds"), 3.0)
-    # IR lamp at night: off, continuous, or only during events (saves power,
-    # draws fewer insects; pre-trigger frames are then unlit).
-    lamp: str = _setting(_choice(("off", "continuous", "events")), "continuous")
-    # PWM duty cycle 0.05 to 1 for a dimmable lamp, null = plain on/off output.
-    lamp_level: float | None = _setting(_number(0.05, 1, "(duty cycle)", nullable=True), None)
-    # Longest exposure at night, so a walking animal is not a blur.
-    max_exposure_us: int = _setting(_integer(100, 1_000_000, "microseconds"), 20000)
-
-    def validate(self) -> list[Problem]:
-        if self.day_above_lux > self.night_below_lux:
-            return []
-        return [Problem("day_above_lux", None, self.day_above_lux,
-                        f"more than night_below_lux ({self.night_below_lux:g}): the gap is "
-                        "the hysteresis that stops the lamp from flickering")]
-
-
-@dataclass(frozen=True)
-class ScheduleConfig(_Section):
-    # [] = always operating.
-    windows: tuple[Window, ...] = _setting(_WINDOWS_RULE, ())
-
-
-@dataclass(frozen=True)
-class PowerConfig(_Section):
-    # streaming: camera always on, pre-trigger frames, fastest; standby: camera
-    # stopped while idle, started on the PIR edge (no pre-trigger frames).
-    mode: str = _setting(_choice(POWER_MODES), "streaming")
-    # Battery thresholds (need sensors.battery_adc_channel): below low the
-    # trap goes to standby, below critical it stops cleanly.
-    battery_low_v: float | None = _setting(_number(0, 60, "volts", nullable=True), None)
-    battery_critical_v: float | None = _setting(_number(0, 60, "volts", nullable=True), None)
-
-    def validate(self) -> list[Problem]:
-        low, critical = self.battery_low_v, self.battery_critical_v
-        if low is None or critical is None or critical < low:
-            return []
-        return [Problem("battery_critical_v", None, critical, f"less than battery_low_v ({low:g})")]
-
-
-# --------------------------------------------------------------------------
-# fleet: telemetry (MQTT) and image sync (S3); see trapd/fleet/ and docs/fleet.md
-# --------------------------------------------------------------------------
-
-_WINDOW_PATTERN = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5][0-9])")
-_PATH_OR_NULL = _Rule(expected="an absolute file path, or null",
-                      is_valid=lambda v: isinstance(v, str) and v.startswith("/") and "\0" not in v,
-                      nullable=True)
-_URL_OR_NULL = lambda schemes: _Rule(  # noqa: E731
-    expected=f"a URL starting with {' or '.join(s + '://' for s in schemes)}, or null",
-    is_valid=lambda v: isinstance(v, str) and any(v.startswith(s + "://") and len(v) > len(s) + 3
-                                                  for s in schemes),
-    nullable=True)
-_WINDOWS_RULE = _Rule(
-    expected="a list of local-time windows 'HH:MM-HH:MM' in quotes, e.g. ['22:00-06:00']; "
-             "[] = any time",
-    is_valid=lambda v: isinstance(v, list) and all(
-        isinstance(w, str) and _WINDOW_PATTERN.fullmatch(w) for w in v),
-    convert=tuple)
-_NAME_RULE = _text(r"[A-Za-z0-9._-]{1,64}", "1-64 letters, digits, '.', '_' or '-'")
-
-
-@dataclass(frozen=True)
-class TelemetryConfig(_Section):
-    # mqtts://host:8883 (TLS with this trap's client certificate); null = no telemetry.
-    broker_url: str | None = _setting(_URL_OR_NULL(("mqtts", "mqtt")), None)
-    ca_file: str | None = _setting(_PATH_OR_NULL, None)
-    cert_file: str | None = _setting(_PATH_OR_NULL, None)
-    # Private key, mode 0600.
-    key_file: str | None = _setting(_PATH_OR_NULL, None)
-    heartbeat_interval_s: int = _setting(_integer(10, 86400, "seconds"), 900)
-    max_inflight: int = _setting(_integer(1, 100, "messages"), 10)
-
-    def validate(self) -> list[Problem]:
-        if self.broker_url and self.broker_url.startswith("mqtts://"):
-            return [Problem(name, None, None, "a file path: mqtts:// needs the CA, this trap's "
-                            "certificate and its key") for name in ("ca_file", "cert_file", "key_file")
-                    if getattr(self, name) is None]
-        return []
-
-
-@dataclass(frozen=True)
-class SyncConfig(_Section):
-    enabled: bool = _setting(_flag(), False)
-    # S3 endpoint, e.g. https://store.station.lan:8333; null = AWS S3.
-    endpoint_url: str | None = _setting(_URL_OR_NULL(("https", "http")), None)
-    bucket: str = _setting(_text(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "an S3 bucket name"),
-                           "camtrap-raw")
-    region: str = _setting(_NAME_RULE, "us-east-1")
-    # File (mode 0600) with aws_access_key_id = ... and aws_secret_access_key = ... lines.
-    credentials_file: str | None = _setting(_PATH_OR_NULL, None)
-    ca_file: str | None = _setting(_PATH_OR_NULL, None)
-    multipart_threshold_mb: int = _setting(_integer(5, 4096, "MB"), 8)
-    part_size_mb: int = _setting(_integer(5, 4096, "MB"), 8)
-    # Megabytes sent per local day; null = no limit.
-    daily_budget_mb: float | None = _setting(_number(0, 1_000_000, "MB", nullable=True), None)
-    windows: tuple = _setting(_WINDOWS_RULE, ())
-    # Stop syncing below this battery voltage; null = never stop for the battery.
-    min_battery_v: float | None = _setting(_number(0, 60, "volts", nullable=True), None)
-    interval_s: int = _setting(_integer(10, 86400, "seconds"), 300)
-
-    def validate(self) -> list[Problem]:
-        if self.enabled and self.credentials_file is None:
-            return [Problem("credentials_file", None, None, "a file path when sync is enabled")]
-        return []
-
-
-@dataclass(frozen=True)
-class FleetConfig(_Section):
-    enabled: bool = _setting(_flag(), False)
-    # First part of every object key: <project>/<station>/<deployment>/<YYYY>/<MM>/<DD>/<file>.
-    project: str = _setting(_NAME_RULE, "camtrap")
-    telemetry: TelemetryConfig = _section(TelemetryConfig)
-    sync: SyncConfig = _section(SyncConfig)
 
 
 @dataclass(frozen=True)
@@ -767,246 +444,60 @@ class Config(_Section):
 
 
 # --------------------------------------------------------------------------
-# Reading the YAML node tree
-# --------------------------------------------------------------------------
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _line(node: Node) -> int:
-    return node.start_mark.line + 1
-
-
-def _key_text(node: Node) -> str:
-    """A key as it appears in messages: quoted when empty or unprintable."""
-    if isinstance(node, ScalarNode):
-        return node.value if node.value.isprintable() and node.value else repr(node.value)
-    return "<list>" if isinstance(node, SequenceNode) else "<mapping>"
-
-
-def _kind(node: Node) -> str:
-    if node.tag not in (_MAP_TAG, _SEQ_TAG) and not isinstance(node, ScalarNode):
-        return f"a value tagged {node.tag} (YAML tags are not allowed)"
-    return "a list" if isinstance(node, SequenceNode) else "a single value"
-
-
-def _expected_for(config_field: dataclasses.Field) -> str:
-    section_cls = config_field.metadata.get("section")
-    if section_cls is None:
-        return config_field.metadata["rule"].expected
-    required = [section_field.name for section_field in fields(section_cls) if _is_required(section_field)]
-    return f"a section with {', '.join(required)}"
-
-
-def _unknown_key_message(key: str, allowed: list[str]) -> str:
-    close = difflib.get_close_matches(key, allowed, n=1)
-    if close:
-        return f"unknown key; did you mean '{close[0]}'?"
-    return f"unknown key; allowed here: {', '.join(allowed)}"
-
-
-def _construction_failure(error: Exception) -> str:
-    if isinstance(error, yaml.MarkedYAMLError) and error.problem:
-        return error.problem
-    return f"{type(error).__name__}: {error}"
-
-
-class _Reader:
-    """Walks a composed YAML tree against the config dataclasses, collecting
-    every problem instead of stopping at the first."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.problems: list[Problem] = []
-        self._key_lines: dict[str, int] = {}
-
-    def report(self, path: str, line: int | None, expected: str, value: object = NO_VALUE) -> None:
-        self.problems.append(Problem(path, line, value, expected, self.source))
-
-    def read_section(self, cls: type, node: Node, path: str, line: int | None) -> Any:
-        """The `cls` instance for a mapping node, or _INVALID once reported."""
-        entries = self._entries(node, path, line)
-        if entries is _INVALID:
-            return _INVALID
-        self._report_unknown_keys(cls, entries, path)
-        values = {}
-        for config_field in fields(cls):
-            field_path = _join(path, config_field.name)
-            if config_field.name in entries:
-                key_line, value_node = entries[config_field.name]
-                values[config_field.name] = self._read_field(config_field, value_node, field_path, key_line)
-            elif _is_required(config_field):
-                self.report(field_path, line, f"missing; expected {_expected_for(config_field)}")
-                values[config_field.name] = _INVALID
-        if any(value is _INVALID for value in values.values()):
-            return _INVALID
-        section = cls(**values)
-        self._report_validation(section, path)
-        return section
-
-    def _entries(self, node: Node, path: str, line: int | None) -> Any:
-        """{key: (key line, value node)} of a mapping; {} for null; _INVALID once reported."""
-        if isinstance(node, ScalarNode) and node.tag == _NULL_TAG:
-            return {}
-        if not isinstance(node, MappingNode) or node.tag != _MAP_TAG:
-            expected = f"expected a section of indented 'key: value' lines, not {_kind(node)}"
-            self.report(path, line or _line(node), expected)
-            return _INVALID
-        entries: dict[str, tuple[int, Node]] = {}
-        for key_node, value_node in node.value:
-            key, key_line = _key_text(key_node), _line(key_node)
-            if key in entries:
-                first_line = entries[key][0]
-                self.report(
-                    _join(path, key),
-                    key_line,
-                    f"duplicate key (first at line {first_line}); YAML would silently use only the last one",
-                )
-            entries[key] = (key_line, value_node)
-            self._key_lines[_join(path, key)] = key_line
-        return entries
-
-    def _report_unknown_keys(self, cls: type, entries: dict, path: str) -> None:
-        allowed = [config_field.name for config_field in fields(cls)]
-        for key, (key_line, _) in entries.items():
-            if key not in allowed:
-                self.report(_join(path, key), key_line, _unknown_key_message(key, allowed))
-
-    def _read_field(self, config_field: dataclasses.Field, node: Node, path: str, line: int) -> Any:
-        section_cls = config_field.metadata.get("section")
-        if section_cls is not None:
-            return self.read_section(section_cls, node, path, line)
-        return self._read_setting(config_field.metadata["rule"], node, path, line)
-
-    def _read_setting(self, rule: _Rule, node: Node, path: str, line: int) -> Any:
-        value = self._construct(node, path, line)
-        if value is _INVALID:
-            return _INVALID
-        if not rule.accepts(value):
-            self.report(path, line, rule.expected, value)
-            return _INVALID
-        return rule.to_field_value(value)
-
-    def _construct(self, node: Node, path: str, line: int) -> Any:
-        """The plain Python value of a node, built by the safe constructor only."""
-        # PyYAML's constructors fail in many ways on malformed tagged values
-        # (`!!int x` is a ValueError, `!!bool x` a KeyError, unknown tags a
-        # ConstructorError); every one of them is the technician's to fix.
-        try:
-            return SafeConstructor().construct_object(node, deep=True)
-        except Exception as error:
-            reason = _construction_failure(error)
-            self.report(path, line, f"cannot be read ({reason}); expected a plain value without a '!!' tag")
-            return _INVALID
-
-    def _report_validation(self, section: _Section, path: str) -> None:
-        for problem in section.validate():
-            full_path = _join(path, problem.path)
-            self.problems.append(
-                dataclasses.replace(
-                    problem, path=full_path, line=self._key_lines.get(full_path), source=self.source
-                )
-            )
-
-
-# --------------------------------------------------------------------------
 # Public functions
 # --------------------------------------------------------------------------
 
 
-def _file_error(message: str, source: str, line: int | None = None) -> ConfigError:
-    """A ConfigError for the file as a whole (path "")."""
-    return ConfigError([Problem("", line, NO_VALUE, message, source)])
+def _with_root_from(config: Config, base_dir: str | os.PathLike | None) -> Config:
+    """`config` with a relative storage.root joined to `base_dir` (None: unchanged)."""
+    root = config.storage.root
+    if base_dir is None or os.path.isabs(root):
+        return config
+    absolute = os.path.normpath(os.path.join(os.path.abspath(base_dir), root))
+    return dataclasses.replace(config, storage=dataclasses.replace(config.storage, root=absolute))
 
 
-def _syntax_error(error: yaml.YAMLError, text: str, source: str) -> ConfigError:
-    if isinstance(error, yaml.reader.ReaderError):
-        line = text.count("\n", 0, error.position) + 1
-        message = f"YAML syntax error: special character U+{error.character:04X} is not allowed"
-        return _file_error(message, source, line)
-    mark = error.problem_mark or error.context_mark
-    hint = "check indentation (spaces, not tabs), colons and quotes on this line and the one above"
-    message = f"YAML syntax error: {error.problem or error.context}; {hint}"
-    return _file_error(message, source, mark.line + 1 if mark else None)
+def parse_config_lines(text: str, source: str = "config.yaml",
+                       base_dir: str | os.PathLike | None = None) -> tuple[Config, dict[str, int]]:
+    """Like parse_config, also giving the line of every key ({"storage.root": 250, ...})."""
+    document = read_document(Config, text, source, ConfigError)
+    return _with_root_from(document.value, base_dir), document.key_lines
 
 
-def _compose(text: str, source: str) -> Node:
-    """The YAML node tree of `text`; raises ConfigError if it is not valid, non-empty YAML."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except (yaml.reader.ReaderError, yaml.MarkedYAMLError) as error:
-        raise _syntax_error(error, text, source) from None
-    except RecursionError:
-        raise _file_error("YAML is nested too deeply to read", source) from None
-    if root is None:
-        sections = ", ".join(f"{config_field.name}:" for config_field in fields(Config))
-        raise _file_error(f"the file has no settings; expected sections {sections}", source)
-    return root
+def parse_config(text: str, source: str = "config.yaml",
+                 base_dir: str | os.PathLike | None = None) -> Config:
+    """Read config YAML text; raises ConfigError listing every problem found.
+
+    A relative storage.root is joined to `base_dir` when given; without it
+    it stays relative (to the working directory of whoever opens it)."""
+    return parse_config_lines(text, source, base_dir)[0]
 
 
-def parse_config(text: str, source: str = "config.yaml") -> Config:
-    """Read config YAML text; raises ConfigError listing every problem found."""
-    reader = _Reader(source)
-    config = reader.read_section(Config, _compose(text, source), "", None)
-    if reader.problems:
-        raise ConfigError(sorted(reader.problems, key=lambda problem: problem.line or 0))
-    return config
+def config_folder(path: str | os.PathLike) -> str:
+    """The folder a config file is in, as an absolute path (links not followed)."""
+    return os.path.dirname(os.path.abspath(path))
 
 
-def _read_text(path: Path, source: str) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise _file_error(f"cannot read the file: {error}", source) from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        message = "the file is not UTF-8 text; save it as UTF-8 in the editor"
-        raise _file_error(message, source, line) from None
+def load_config_lines(path: str | os.PathLike | None = None) -> tuple[Config, dict[str, int]]:
+    """Like load_config, also giving the line of every key."""
+    source = os.fspath(DEFAULT_CONFIG_PATH if path is None else path)  # as given, for messages
+    return parse_config_lines(read_text(source, source, ConfigError), source, config_folder(source))
 
 
 def load_config(path: str | os.PathLike | None = None) -> Config:
-    """Read and check a config file (default: the shipped config.yaml)."""
-    source = os.fspath(DEFAULT_CONFIG_PATH if path is None else path)  # as given, for messages
-    return parse_config(_read_text(Path(source), source), source)
-
-
-def _gpio_text(pin: int | None) -> str:
-    return "none" if pin is None else f"GPIO {pin}"
-
-
-def config_summary(cfg: Config) -> str:
-    """A few lines a technician can check against the station in front of them."""
-    station, location, hardware = cfg.station, cfg.station.location, cfg.hardware
-    camera, burst, storage = hardware.camera, cfg.burst, cfg.storage
-    elevation = "not set" if location.elevation_m is None else f"{location.elevation_m:g} m"
-    return "\n".join(
-        [
-            f"station {station.station_id}, deployment {station.deployment_id}, "
-            f"owner {station.owner or 'not set'}",
-            f"location {location.latitude}, {location.longitude} (±{location.uncertainty_m} m), "
-            f"elevation {elevation}, UTC offset {cfg.time.utc_offset}",
-            f"PIR on {_gpio_text(hardware.pir_pin)}, IR lamp {_gpio_text(hardware.ir_lamp_pin)}, "
-            f"status LED {_gpio_text(hardware.status_led_pin)}",
-            f"camera main {camera.main_size[0]}x{camera.main_size[1]}, "
-            f"lores {camera.lores_size[0]}x{camera.lores_size[1]}, {camera.frame_rate:g} fps, "
-            f"rotation {camera.rotation_deg}°",
-            f"burst {burst.frames} frames every {burst.interval_s:g} s, "
-            f"{burst.pre_trigger_frames} pre-trigger frames",
-            f"storage {storage.root} (keep {storage.min_free_mb} MB free)",
-        ]
-    )
+    """Read and check a config file (default: the shipped config.yaml). A
+    relative storage.root is taken from the file's folder."""
+    return load_config_lines(path)[0]
 
 
 def load_config_with(overrides: dict, path: str | os.PathLike | None = None) -> Config:
     """A config file with some settings replaced (nested sections merge key by
     key), validated like the file itself: for benches and the simulator."""
     source = Path(path) if path is not None else DEFAULT_CONFIG_PATH
-    settings = merge_settings(yaml.safe_load(_read_text(source, str(source))) or {}, overrides)
-    return parse_config(yaml.safe_dump(settings), source=f"{source} (with overrides)")
+    settings = merge_settings(yaml.safe_load(read_text(source, str(source), ConfigError)) or {},
+                              overrides)
+    return parse_config(yaml.safe_dump(settings), source=f"{source} (with overrides)",
+                        base_dir=config_folder(source))
 
 
 def merge_settings(base: dict, overrides: dict) -> dict:
@@ -1019,16 +510,13 @@ def merge_settings(base: dict, overrides: dict) -> dict:
     return merged
 
 
+def config_summary(cfg: Config) -> str:
+    """A few lines a technician can check against the station in front of them."""
+    from trapd.check_config import config_summary as summary
+    return summary(cfg)
+
+
 def check_config_main(path: str | None) -> int:
-    """`trapd check-config [PATH]`: print every problem, or OK and a summary."""
-    shown = str(DEFAULT_CONFIG_PATH) if path is None else path
-    try:
-        config = load_config(path)
-    except ConfigError as error:
-        for problem in error.problems:
-            print(problem)
-        print(f"{len(error.problems)} problem(s) in {shown}")
-        return 1
-    print(f"{shown}: OK")
-    print(config_summary(config))
-    return 0
+    """`trapd check-config [PATH]` (trapd/check_config.py)."""
+    from trapd.check_config import check_config_main as main
+    return main(path)

@@ -1,0 +1,88 @@
+"""config.yaml section `fleet`: telemetry (MQTT) and image sync (S3); see
+trapd/fleet/ and docs/fleet.md. Importable from trapd.config like every section."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from trapd.schema import Problem
+from trapd.schema import Rule as _Rule
+from trapd.schema import Section as _Section
+from trapd.schema import flag as _flag
+from trapd.schema import integer as _integer
+from trapd.schema import number as _number
+from trapd.schema import section as _section
+from trapd.schema import setting as _setting
+from trapd.schema import text as _text
+
+_WINDOW_PATTERN = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5][0-9])")
+_PATH_OR_NULL = _Rule(expected="an absolute file path, or null",
+                      is_valid=lambda v: isinstance(v, str) and v.startswith("/") and "\0" not in v,
+                      nullable=True)
+_URL_OR_NULL = lambda schemes: _Rule(  # noqa: E731
+    expected=f"a URL starting with {' or '.join(s + '://' for s in schemes)}, or null",
+    is_valid=lambda v: isinstance(v, str) and any(v.startswith(s + "://") and len(v) > len(s) + 3
+                                                  for s in schemes),
+    nullable=True)
+_WINDOWS_RULE = _Rule(
+    expected="a list of local-time windows 'HH:MM-HH:MM' in quotes, e.g. ['22:00-06:00']; "
+             "[] = any time",
+    is_valid=lambda v: isinstance(v, list) and all(
+        isinstance(w, str) and _WINDOW_PATTERN.fullmatch(w) for w in v),
+    convert=tuple)
+_NAME_RULE = _text(r"[A-Za-z0-9._-]{1,64}", "1-64 letters, digits, '.', '_' or '-'")
+
+
+@dataclass(frozen=True)
+class TelemetryConfig(_Section):
+    # mqtts://host:8883 (TLS with this trap's client certificate); null = no telemetry.
+    broker_url: str | None = _setting(_URL_OR_NULL(("mqtts", "mqtt")), None)
+    ca_file: str | None = _setting(_PATH_OR_NULL, None)
+    cert_file: str | None = _setting(_PATH_OR_NULL, None)
+    # Private key, mode 0600.
+    key_file: str | None = _setting(_PATH_OR_NULL, None)
+    heartbeat_interval_s: int = _setting(_integer(10, 86400, "seconds"), 900)
+    max_inflight: int = _setting(_integer(1, 100, "messages"), 10)
+
+    def validate(self) -> list[Problem]:
+        if self.broker_url and self.broker_url.startswith("mqtts://"):
+            return [Problem(name, None, None, "a file path: mqtts:// needs the CA, this trap's "
+                            "certificate and its key") for name in ("ca_file", "cert_file", "key_file")
+                    if getattr(self, name) is None]
+        return []
+
+
+@dataclass(frozen=True)
+class SyncConfig(_Section):
+    enabled: bool = _setting(_flag(), False)
+    # S3 endpoint, e.g. https://store.station.lan:8333; null = AWS S3.
+    endpoint_url: str | None = _setting(_URL_OR_NULL(("https", "http")), None)
+    bucket: str = _setting(_text(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "an S3 bucket name"),
+                           "camtrap-raw")
+    region: str = _setting(_NAME_RULE, "us-east-1")
+    # File (mode 0600) with aws_access_key_id = ... and aws_secret_access_key = ... lines.
+    credentials_file: str | None = _setting(_PATH_OR_NULL, None)
+    ca_file: str | None = _setting(_PATH_OR_NULL, None)
+    multipart_threshold_mb: int = _setting(_integer(5, 4096, "MB"), 8)
+    part_size_mb: int = _setting(_integer(5, 4096, "MB"), 8)
+    # Megabytes sent per local day; null = no limit.
+    daily_budget_mb: float | None = _setting(_number(0, 1_000_000, "MB", nullable=True), None)
+    windows: tuple = _setting(_WINDOWS_RULE, ())
+    # Stop syncing below this battery voltage; null = never stop for the battery.
+    min_battery_v: float | None = _setting(_number(0, 60, "volts", nullable=True), None)
+    interval_s: int = _setting(_integer(10, 86400, "seconds"), 300)
+
+    def validate(self) -> list[Problem]:
+        if self.enabled and self.credentials_file is None:
+            return [Problem("credentials_file", None, None, "a file path when sync is enabled")]
+        return []
+
+
+@dataclass(frozen=True)
+class FleetConfig(_Section):
+    enabled: bool = _setting(_flag(), False)
+    # First part of every object key: <project>/<station>/<deployment>/<YYYY>/<MM>/<DD>/<file>.
+    project: str = _setting(_NAME_RULE, "camtrap")
+    telemetry: TelemetryConfig = _section(TelemetryConfig)
+    sync: SyncConfig = _section(SyncConfig)
