@@ -109,8 +109,11 @@ class Bench:
         return now + int(delay_s * NS)
 
     def close(self):
+        if self.factory is None:
+            return
         close_trap(self.trap)
         self.factory.close()
+        self.factory = None
 
 
 @pytest.fixture

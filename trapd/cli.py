@@ -211,6 +211,10 @@ def _status(args) -> int:
         print(f"  last event: {status['last_event']['event_id']} ({status['last_event']['trigger']})")
     floor_note = " BELOW FLOOR: not saving" if status["below_floor"] else ""
     print(f"  free space: {status['free_mb']} MB (floor {status['min_free_mb']} MB){floor_note}")
+    for state, about in status["degraded"].items():
+        print(f"  DEGRADED {state}: {about['why']}")
+    if status["repairs"]:
+        print(f"  last repair: {status['repairs'][-1]['what']}")
     print(f"  sensors: {_readings_text(status['sensors'])}")
     print(f"  schedule: {status['schedule']}")
     return EXIT_OK
