@@ -42,6 +42,7 @@ from trapd.config import Config
 from trapd.errors import ExportError
 from trapd.location import EXACT, for_export
 from trapd.metadata import SOFTWARE, gps_ifd, local_time, package_version
+from trapd.recovery import path_inside
 from trapd.timekeeping import format_shift
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ def _gather_media(config: Config, frames, outdir: Path, options: ExportOptions,
         target = outdir / MEDIA_DIR / name
         try:
             if options.copy_media:
-                data = _read_verified(Path(queue_root or ".") / frame["file"], frame)
+                data = _read_verified(_in_queue(queue_root, frame), frame)
                 _place_copy(target, _with_published_gps(data, gps))
             else:
                 data = _read_verified(target, frame)
@@ -189,6 +190,13 @@ def _gather_media(config: Config, frames, outdir: Path, options: ExportOptions,
             continue
         media.append(_Media(frame, name, _embedded_tags(data)))
     return media
+
+
+def _in_queue(queue_root: Path | None, frame: sqlite3.Row) -> Path:
+    try:
+        return path_inside(Path(queue_root or "."), frame["file"])
+    except OSError as exc:
+        raise ExportError(f"{frame['file']}: {exc.strerror}; left out of the package") from exc
 
 
 def _read_verified(path: Path, frame: sqlite3.Row) -> bytes:

@@ -36,6 +36,7 @@ from trapd.config import Config
 from trapd.errors import ExportError, OffloadError
 from trapd.export import MEDIA_DIR, ExportOptions, export_camtrap_dp
 from trapd.storage import FREED, NOT_OFFLOADED, OFFLOADED, Store, fsync_dir
+from trapd.recovery import path_inside
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ def _checked_destination(dest: Path) -> Path:
 def _offload_frame(store: Store, frame, dest: Path, dest_key: str, result: OffloadResult) -> None:
     relative = f"{frame['deployment_id']}/{MEDIA_DIR}/{Path(frame['file']).name}"
     try:
-        data = _card_copy(store.root / frame["file"], frame)
+        data = _card_copy(store.root, frame)
         copied = _copy_verified(data, dest / relative, frame["sha256"])
     except _SkipImage as exc:
         result.problems.append(f"{frame['file']}: {exc}")
@@ -149,9 +150,9 @@ def _offload_frame(store: Store, frame, dest: Path, dest_key: str, result: Offlo
         result.already_there += 1
 
 
-def _card_copy(path: Path, frame) -> bytes:
+def _card_copy(root: Path, frame) -> bytes:
     try:
-        data = path.read_bytes()
+        data = path_inside(root, frame["file"]).read_bytes()
     except OSError as exc:
         raise _SkipImage(f"cannot read it on the card ({exc.strerror})") from exc
     if hashlib.sha256(data).hexdigest() != frame["sha256"]:
@@ -174,6 +175,9 @@ def _copy_verified(data: bytes, target: Path, sha256: str) -> bool:
             raise _SkipImage(f"the copy at {partial} read back differently (failing drive?)")
         os.replace(partial, target)
         fsync_dir(target.parent)
+    except KeyboardInterrupt:   # Ctrl-C: leave no temporary behind on the drive
+        partial.unlink(missing_ok=True)
+        raise
     except OSError as exc:
         partial.unlink(missing_ok=True)
         if exc.errno == errno.ENOSPC:
@@ -233,7 +237,11 @@ def _write_package(store: Store, config: Config, dest: Path, dest_key: str,
 
 def _free_verified(store: Store, dest: Path, dest_key: str, result: OffloadResult) -> None:
     for frame in store.saved_frames((OFFLOADED, FREED), offload_dest=dest_key):
-        card_file = store.root / frame["file"]
+        try:
+            card_file = path_inside(store.root, frame["file"])
+        except OSError as exc:
+            result.problems.append(f"{frame['file']}: {exc.strerror}; not deleted")
+            continue
         if frame["state"] == FREED and not card_file.exists():
             continue
         copy = dest / frame["offload_path"]

@@ -9,6 +9,7 @@ trapd's: anything else below the root is left exactly where it is.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import html
 import os
@@ -38,6 +39,15 @@ def is_inside(root_real: Path, path: Path) -> bool:
     """`path`, with every link resolved, lies below `root_real`."""
     resolved = Path(os.path.realpath(path))
     return resolved == root_real or root_real in resolved.parents
+
+
+def path_inside(root: Path, relative: str) -> Path:
+    """root/relative, or OSError if a link on the way leads out of the root."""
+    path = Path(root) / relative
+    if path.is_symlink() or not is_inside(real_root(Path(root)), path):
+        raise OSError(errno.ELOOP, "reached through a link out of the storage root; not followed",
+                      str(path))
+    return path
 
 
 def own_files(top: Path, root_real: Path, pattern: re.Pattern) -> Iterator[Path]:

@@ -32,6 +32,7 @@ from botocore.exceptions import ClientError
 from trapd.config import Config
 from trapd.fleet.outbox import FleetDb
 from trapd.storage import ON_CARD, Store
+from trapd.recovery import path_inside
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ class Syncer:
 
     def _sync_frame(self, frame, result: SyncResult) -> None:
         key = object_key(self.config.fleet.project, frame)
-        path = self.store.root / frame["file"]
+        path = path_inside(self.store.root, frame["file"])
         sha256, size = frame["sha256"], frame["size_bytes"]
         if _sha256_file(path) != sha256:
             raise OSError(f"card copy does not match its index checksum; not uploaded")
