@@ -51,6 +51,15 @@ def test_the_hardening_keeps_camera_and_gpio_devices_reachable():
     assert re.search(r"^WatchdogSec=\d+", unit, re.M) and "Restart=on-failure" in unit
 
 
+def test_systemd_never_gives_up_on_the_trap_nor_reboots_it():
+    """A reboot heals neither a corrupt card nor a dead camera: the restart
+    policy decided in docs/reliability.md, "Restart policy"."""
+    unit = (REPO / "systemd" / "trapd.service").read_text()   # verify checks it (above)
+    assert re.search(r"^StartLimitIntervalSec=0$", unit, re.M)
+    assert not re.search(r"^(StartLimitAction|FailureAction)=", unit, re.M)
+    assert re.search(r"^RestartPreventExitStatus=2$", unit, re.M)
+
+
 def test_watchdog_usec_for_another_pid_is_ignored():
     assert watchdog_interval_ns({"WATCHDOG_USEC": "4000000"}) == 4_000_000_000
     assert watchdog_interval_ns({"WATCHDOG_USEC": "4000000", "WATCHDOG_PID": "1"}, pid=2) is None
