@@ -208,3 +208,18 @@ def test_queued_messages_survive_a_restart_with_their_ids(tmp_path):
     assert [m.msg_id for m in pending] == ids == [f"{STATION}-1", f"{STATION}-2", f"{STATION}-3"]
     assert [json.loads(m.payload)["msg_id"] for m in pending] == ids
     reopened.close()
+
+
+def test_the_heartbeat_names_the_faults_the_trap_is_outliving(tmp_path):
+    from trapd.fleet.telemetry import heartbeat_payload
+    from trapd.health import STORAGE_FULL
+    from trapd.storage import Store
+    daemon_store = Store(tmp_path, min_free_mb=0)
+    daemon_store.health.set(STORAGE_FULL, "0 MB free")
+    reader = Store(tmp_path, min_free_mb=0, recover=False)     # as the fleet worker opens it
+    payload = heartbeat_payload(STATION, "test", 0, reader.status(), 0)
+    assert payload["degraded"] == {STORAGE_FULL: "0 MB free"}
+    daemon_store.health.clear(STORAGE_FULL)
+    assert heartbeat_payload(STATION, "test", 0, reader.status(), 0)["degraded"] == {}
+    reader.close()
+    daemon_store.close()

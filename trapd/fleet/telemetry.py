@@ -65,6 +65,9 @@ def heartbeat_payload(station_id: str, firmware: str, wall_ns: int, store_status
         "ambient_temperature_c": getattr(readings, "ambient_temperature_c", None),
         "free_mb": store_status.get("free_mb"), "queue_depth": queue_depth,
         "last_event": last.get("event_id"), "clock_synced": clock_synced,
+        # Faults the trap is outliving (trapd/health.py): state -> why; {} = healthy.
+        "degraded": {state: about.get("why") for state, about
+                     in (store_status.get("degraded") or {}).items()},
     }
 
 
