@@ -38,7 +38,18 @@ class Health:
         self._lock = threading.Lock()
         self._degraded: dict[str, dict] = {}
         self._repairs: list[dict] = _read(path).get("repairs", [])[-RECENT_REPAIRS:]
+        self._listeners: list = []
         self._save()
+
+    def listen(self, callback) -> None:
+        """`callback(degraded)` now and after every change (e.g. the status LED)."""
+        self._listeners.append(callback)
+        callback(self.snapshot()["degraded"])
+
+    def _tell(self) -> None:
+        degraded = self.snapshot()["degraded"]
+        for callback in self._listeners:
+            callback(degraded)
 
     def set(self, state: str, why: str) -> bool:
         """Enter (or update the reason of) a degraded state; True if it is new."""
@@ -51,6 +62,7 @@ class Health:
             self._save()
         if new:
             log.error("degraded: %s: %s", state, why)
+            self._tell()
         return new
 
     def clear(self, state: str, how: str = "") -> bool:
@@ -59,6 +71,7 @@ class Health:
                 return False
             self._save()
         log.warning("recovered: %s%s", state, f" ({how})" if how else "")
+        self._tell()
         return True
 
     def repaired(self, what: str) -> None:
