@@ -5,14 +5,23 @@ CameraRig bound to the scene), gpiozero's MockFactory (its PIR pin driven by
 the PIR model), the clock (virtual, or real time with `realtime=True`; the
 scenario's `clock:` sets whether it is synchronised and when it steps), and
 the sensors' sysfs files (written in a temporary directory).
+
+With `handle_signals=True` (the `trapd sim` command) SIGINT and SIGTERM end
+the run as they end the daemon: the event in flight is finished and the run
+is scored up to there (`SimRun.stopped_by`); a second Ctrl-C aborts. SIGHUP
+is logged and ignored: the simulator has no config file to reload.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import signal
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from gpiozero.pins.mock import MockFactory
 
@@ -27,6 +36,8 @@ from trapd.daemon import Daemon, Hardware, build_trap, close_trap
 from trapd.sensors import Sensors
 from trapd.trap import EventReport
 
+log = logging.getLogger(__name__)
+
 NS = 1_000_000_000
 
 
@@ -36,11 +47,17 @@ class SimRun:
     scene: Scene
     storage_root: str
     events: list[EventReport] = field(default_factory=list)
+    # The signal that ended the run early ("SIGINT", "SIGTERM"), and when the
+    # run ended (seconds into the scenario, after the event in flight); None
+    # for a run that went to its end. Animal passes are scored up to there.
+    stopped_by: str | None = None
+    stopped_at_s: float | None = None
 
     def report(self) -> dict:
         """The run as JSON-ready data, every frame scored against ground truth."""
         events = [self._event_json(e) for e in self.events]
         return {"scenario": self.scenario.name, "storage_root": self.storage_root,
+                "stopped_by": self.stopped_by, "stopped_at_s": self.stopped_at_s,
                 "events": events, "summary": self._summary(events)}
 
     def _event_json(self, event: EventReport) -> dict:
@@ -62,6 +79,8 @@ class SimRun:
         lost = [e for e in animal_events
                 if not any(f["truth"] == "animal" and f["file"] for f in e["frames"])]
         passes_seen = self._passes_with_a_stored_frame(frames)
+        passes = [a for a in self.scenario.animals
+                  if self.stopped_at_s is None or a.enter_s < self.stopped_at_s]
         return {
             "animal_frames": len(animal),
             "animal_frames_kept": sum(f["kept"] for f in animal),
@@ -69,7 +88,7 @@ class SimRun:
             "empty_frames_dropped": sum(not f["kept"] for f in empty),
             "animal_events": len(animal_events),
             "animal_events_lost": len(lost),
-            "animal_passes": len(self.scenario.animals),
+            "animal_passes": len(passes),
             "animal_passes_stored": passes_seen,
             "events": len(events),
             "images_stored": sum(f["file"] is not None for f in frames),
@@ -85,7 +104,8 @@ class SimRun:
 
 def run_scenario(scenario: Scenario, config: Config, storage_root: str | None = None,
                  realtime: bool = False,
-                 on_event: Callable[[EventReport], None] | None = None, debug=None) -> SimRun:
+                 on_event: Callable[[EventReport], None] | None = None, debug=None,
+                 handle_signals: bool = False) -> SimRun:
     clock = RealtimeClock() if realtime else VirtualClock(
         start_wall_ns=int(scenario.start_time.timestamp() * NS))
     start_ns = clock.monotonic_ns()
@@ -109,12 +129,46 @@ def run_scenario(scenario: Scenario, config: Config, storage_root: str | None = 
                           storage_root, record, debug)
         PirModel(scenario.pir, scenario.animals, pir_pin, clock, start_ns).schedule()
         end_ns = start_ns + int(scenario.duration_s * NS)
+        daemon = Daemon(None, config, trap)
+        signals = _signals_end_the_run(daemon, run) if handle_signals else contextlib.nullcontext()
         try:
-            Daemon(None, config, trap).run(until=lambda: clock.monotonic_ns() >= end_ns)
+            with signals:
+                daemon.run(until=lambda: clock.monotonic_ns() >= end_ns)
+            if run.stopped_by:
+                run.stopped_at_s = round((clock.monotonic_ns() - start_ns) / NS, 3)
         finally:
             close_trap(trap)
             pin_factory.close()
     return run
+
+
+@contextlib.contextmanager
+def _signals_end_the_run(daemon: Daemon, run: SimRun) -> Iterator[None]:
+    """SIGINT/SIGTERM: stop after the event in flight (a second SIGINT aborts
+    with KeyboardInterrupt); SIGHUP: ignored, said once. Handlers are put back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield                  # only the main thread may set handlers
+        return
+
+    def stop(signum, _frame) -> None:
+        name = signal.Signals(signum).name
+        if run.stopped_by is None:
+            run.stopped_by = name
+            log.warning("%s: ending the run after the event in flight (Ctrl-C again to abort)",
+                        name)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        daemon.request_stop()
+
+    def hang_up(_signum, _frame) -> None:
+        log.warning("SIGHUP ignored: the simulator has no config file to reload")
+
+    wanted = {signal.SIGINT: stop, signal.SIGTERM: stop, signal.SIGHUP: hang_up}
+    previous = {signum: signal.signal(signum, handler) for signum, handler in wanted.items()}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def schedule_clock(spec: ClockSpec, clock: VirtualClock, start_ns: int) -> None:

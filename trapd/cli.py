@@ -1,12 +1,19 @@
 """`trapd` command line: run, sim, check-config, status, verify, export, offload, retime, sync.
 
-One function per command; the work is done in the modules they call."""
+One function per command; the work is done in the modules they call.
+
+Whatever goes wrong on purpose (a TrapdError) or by the user's hand (Ctrl-C)
+ends in one line on stderr naming the file, never in a traceback. Files a
+command will write are checked before it starts the work.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -17,6 +24,34 @@ EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_CONFIG = 2
 EXIT_HARDWARE = 3
+EXIT_INTERRUPTED = 128 + signal.SIGINT   # 130, as shells report a Ctrl-C
+
+
+class OutputPathError(TrapdError, OSError):
+    """A file a command was asked to write cannot be written there."""
+
+
+def _writable_file(path: str, what: str) -> Path:
+    """`path` if a file can be written there (checked before the work starts)."""
+    target = Path(path)
+    folder = target.parent
+    if target.is_dir():
+        raise OutputPathError(f"cannot write the {what} {path}: it is a directory")
+    if not folder.is_dir():
+        raise OutputPathError(f"cannot write the {what} {path}: there is no folder {folder}")
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise OutputPathError(f"cannot write the {what} {path}: permission denied")
+    return target
+
+
+def _write_output(path: Path, data: bytes | str, what: str) -> None:
+    try:
+        if isinstance(data, str):
+            path.write_text(data)
+        else:
+            path.write_bytes(data)
+    except OSError as exc:
+        raise OutputPathError(f"cannot write the {what} {path}: {exc.strerror or exc}") from None
 
 
 def _add_location_options(parser: argparse.ArgumentParser) -> None:
@@ -106,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print(f"trapd: {args.command} interrupted{INTERRUPTED_NOTE.get(args.command, '')}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     except ConfigError as exc:
         print(f"trapd: invalid config:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -118,7 +157,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
+    from trapd.check_config import storage_warnings
+    from trapd.config import DEFAULT_CONFIG_PATH, load_config_lines
     from trapd.daemon import run
+    config, key_lines = load_config_lines(args.config)
+    for warning in storage_warnings(config, key_lines.get("storage.root"),
+                                    args.config or str(DEFAULT_CONFIG_PATH)):
+        logging.getLogger("trapd").warning(warning.removeprefix("warning: "))
     return run(args.config)
 
 
@@ -128,22 +173,30 @@ def _sim(args) -> int:
     from trapd.config import load_config
     from trapd.debug_images import DebugImages
 
-    config = load_config(args.config)
+    report_path = _writable_file(args.report, "report") if args.report else None
     try:
         scenario = load_scenario(args.scenario)
     except ScenarioError as exc:
-        print(f"trapd: {exc}", file=sys.stderr)
+        for problem in str(exc).splitlines():
+            print(f"trapd: {problem}", file=sys.stderr)
         return EXIT_PROBLEMS
+    config = load_config(args.config)
     logging.getLogger("trapd.trap").setLevel(logging.WARNING)  # the sim prints its own event lines
     print(f"scenario {scenario.name}: {scenario.duration_s:g} s, {len(scenario.animals)} animal passes")
     debug = DebugImages(args.debug_dir) if args.debug_dir else None
     run = run_scenario(scenario, config, args.storage, args.realtime,
-                       on_event=lambda event: print("  " + event.line()), debug=debug)
+                       on_event=lambda event: print("  " + event.line()), debug=debug,
+                       handle_signals=True)
     report = run.report()
+    if run.stopped_by:
+        print(f"stopped by {run.stopped_by}: ran {run.stopped_at_s:g} s of "
+              f"{scenario.duration_s:g} s, scored up to there")
     _print_summary(report)
-    if args.report:
-        Path(args.report).write_text(json.dumps(report, indent=1))
-        print(f"report written to {args.report}")
+    if report_path:
+        _write_output(report_path, json.dumps(report, indent=1), "report")
+        print(f"report written to {report_path}")
+    if run.stopped_by:
+        return 128 + signal.Signals[run.stopped_by].value
     return EXIT_OK
 
 
@@ -366,6 +419,7 @@ def _walktest(args) -> int:
 def _snapshot(args) -> int:
     from trapd.config import load_config
     from trapd.technician import snapshot
+    _writable_file(args.path, "snapshot")
     config = load_config(args.config)
     if args.sim:
         from hw_sim.picamera2 import CameraRig
@@ -379,10 +433,24 @@ def _snapshot(args) -> int:
         from trapd.daemon import real_hardware
         hardware = real_hardware()
         picamera2_class, clock = hardware.picamera2_class, hardware.clock
-    path = snapshot(config, picamera2_class, clock, Path(args.path), args.night)
+    try:
+        path = snapshot(config, picamera2_class, clock, Path(args.path), args.night)
+    except OSError as exc:   # the folder went away or filled up while the camera worked
+        if isinstance(exc, TrapdError):
+            raise
+        raise OutputPathError(f"cannot write the snapshot {args.path}: "
+                              f"{exc.strerror or exc}") from None
     print(f"snapshot written to {path}")
     return EXIT_OK
 
+
+# What a Ctrl-C leaves, said after "trapd COMMAND interrupted".
+INTERRUPTED_NOTE = {
+    "offload": ": every image is either copied, verified and marked offloaded, or still "
+               "pending on the card; run the same command again to finish",
+    "export": ": run it again to write the package whole",
+    "sync": ": run it again to finish",
+}
 
 COMMANDS = {"run": _run, "sim": _sim, "check-config": _check_config,
             "status": _status, "verify": _verify, "eval-filter": _eval_filter,

@@ -11,12 +11,19 @@ order, each test frame with the one before it as the previous camera frame
 pair of photos, so they never stand in for the frame just before). Images
 are reduced to the lores Y plane the way the camera's ISP does it: luma,
 scaled to `hardware.camera.lores_size`.
+
+The manifest must be UTF-8 text (a byte order mark, as spreadsheets write,
+is fine). Images are JPEG or PNG, read from their header before they are
+decoded: one larger than MAX_IMAGE_PIXELS is refused, naming the file and its
+size, rather than decoded into gigabytes of memory.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import statistics
+import struct
 import time
 from dataclasses import dataclass
 from itertools import groupby
@@ -24,16 +31,22 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import simplejpeg
 
 from trapd.config import Config
 from trapd.errors import TrapdError
 from trapd.motion import MotionFilter, MotionResult
+from trapd.schema import read_text
 
 REQUIRED_COLUMNS = ("file", "sequence_id", "frame_index", "label")
 LABELS = ("animal", "empty")
 ROLES = ("test", "background")
 # Mean HSV saturation (0..255) below which an image is monochrome: IR or thermal.
 MONO_SATURATION = 12
+# Largest image decoded: 50 megapixels (150 MB as BGR), four times a 12 MP
+# HQ camera frame and above what camera traps save.
+MAX_IMAGE_PIXELS = 50_000_000
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class ManifestError(TrapdError, ValueError):
@@ -54,20 +67,20 @@ def read_manifest(path: str | Path) -> list[list[ManifestRow]]:
     """Sequences in manifest order, each sorted by frame_index; every problem
     in the file is reported at once, with its line."""
     path = Path(path)
+    text = read_text(path, str(path), _manifest_error).removeprefix("\ufeff")
     try:
-        with path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise ManifestError(f"{path}: missing column(s) {', '.join(missing)}; "
-                                    f"expected at least {','.join(REQUIRED_COLUMNS)}")
-            rows, problems = [], []
-            for line, raw in enumerate(reader, start=2):
-                row = _row(raw, path.parent, line, problems, path)
-                if row:
-                    rows.append(row)
-    except OSError as exc:
-        raise ManifestError(f"cannot read manifest {path}: {exc}") from exc
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ManifestError(f"{path}: missing column(s) {', '.join(missing)}; "
+                                f"expected at least {','.join(REQUIRED_COLUMNS)}")
+        rows, problems = [], []
+        for line, raw in enumerate(reader, start=2):
+            row = _row(raw, path.parent, line, problems, path)
+            if row:
+                rows.append(row)
+    except csv.Error as exc:
+        raise ManifestError(f"{path}:{reader.line_num}: not a readable CSV ({exc})") from None
     if problems:
         raise ManifestError("\n".join(problems))
     order = {}
@@ -75,6 +88,10 @@ def read_manifest(path: str | Path) -> list[list[ManifestRow]]:
         order.setdefault(row.sequence_id, len(order))
     rows.sort(key=lambda r: (order[r.sequence_id], r.frame_index))
     return [list(group) for _, group in groupby(rows, key=lambda r: r.sequence_id)]
+
+
+def _manifest_error(problems: list) -> ManifestError:
+    return ManifestError("\n".join(str(problem) for problem in problems))
 
 
 def _row(raw: dict, base: Path, line: int, problems: list[str], path: Path) -> ManifestRow | None:
@@ -98,11 +115,43 @@ def _row(raw: dict, base: Path, line: int, problems: list[str], path: Path) -> M
     return ManifestRow(file, raw["sequence_id"].strip(), index, label, role, line)
 
 
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's or PNG's header, without decoding; None
+    if `data` is neither (or its header is broken)."""
+    if data.startswith(_PNG_SIGNATURE) and data[12:16] == b"IHDR":
+        return struct.unpack(">II", data[16:24])
+    if data.startswith(b"\xff\xd8"):
+        try:
+            height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+        except ValueError:
+            return None
+        return width, height
+    return None
+
+
+def read_image(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """A JPEG or PNG as BGR; ManifestError naming the file if it cannot be
+    read, is neither, or is larger than `max_pixels`."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read the image ({exc.strerror or exc})") from None
+    size = image_size(data)
+    if size is None:
+        raise ManifestError(f"{path}: not a readable JPEG or PNG image")
+    width, height = size
+    if width * height > max_pixels:
+        raise ManifestError(f"{path}: image is {width}x{height} ({width * height / 1e6:.0f} "
+                            f"megapixels); at most {max_pixels / 1e6:.0f} megapixels are read")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ManifestError(f"{path}: not a readable image (damaged?)")
+    return image
+
+
 def load_lores_y(path: Path, lores_size: tuple[int, int]) -> np.ndarray:
     """The image as the lores stream's Y plane (BT.601 luma at lores size)."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ManifestError(f"{path}: not a readable image")
+    image = read_image(path)
     luma = cv2.cvtColor(image, cv2.COLOR_BGR2YUV)[:, :, 0]
     shrinking = luma.shape[1] > lores_size[0]
     return cv2.resize(luma, lores_size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
@@ -110,7 +159,7 @@ def load_lores_y(path: Path, lores_size: tuple[int, int]) -> np.ndarray:
 
 def image_condition(path: Path) -> str:
     """'day colour' or 'night IR / mono', from the pixels, not the label."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    image = read_image(path)
     small = cv2.resize(image, (160, 120), interpolation=cv2.INTER_AREA)
     saturation = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)[:, :, 1].mean()
     return "night IR / mono" if saturation < MONO_SATURATION else "day colour"

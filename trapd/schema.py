@@ -167,11 +167,17 @@ def _number_as_text_note(value: Any) -> str:
     if not isinstance(value, str):
         return ""
     try:
-        float(value)
+        as_float = float(value)
     except ValueError:
         return ""
-    return f"YAML reads {value} as text: write a number without quotes, with a dot before any " \
-           "exponent, e.g. 1.0e+3"
+    mantissa, e, exponent = value.strip().lower().partition("e")
+    if not e or ("." in mantissa and exponent[:1] in ("+", "-")):
+        return f"YAML reads {value} as text: write the number without quotes" \
+            if math.isfinite(as_float) else ""
+    mantissa = mantissa if "." in mantissa else mantissa + ".0"
+    exponent = exponent if exponent[:1] in ("+", "-") else "+" + exponent
+    return f"YAML reads {value} as text: a number in exponent form needs a dot and a sign, " \
+           f"{mantissa}e{exponent}"
 
 
 def integer(low: int, high: float, unit: str = "", *, nullable: bool = False,
