@@ -68,3 +68,31 @@ def test_run_with_an_invalid_config_names_the_problem(tmp_path):
 def test_status_on_an_empty_root_explains_instead_of_crashing(tmp_path):
     result = trapd("status", "--storage", str(tmp_path / "nowhere"))
     assert result.returncode == 1 and "no image queue" in result.stderr
+
+
+def test_run_with_the_storage_root_in_ram_warns_before_it_starts(tmp_path):
+    from trapd.check_config import mount_of
+
+    shm = "/dev/shm"
+    if mount_of(shm) is None or mount_of(shm).fstype != "tmpfs":
+        import pytest
+        pytest.skip("no tmpfs at /dev/shm on this machine")
+    config = write_config(tmp_path / "config.yaml", tmp_path,
+                          {"storage": {"root": f"{shm}/trapd-test-never-made"}})
+    result = trapd("run", "--config", str(config))
+    assert "storage.root /dev/shm/trapd-test-never-made is on tmpfs" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_config_of_a_34_kb_owner_is_one_problem_naming_line_and_limit(tmp_path):
+    path = tmp_path / "config.yaml"
+    text = DEFAULT_CONFIG_PATH.read_text().replace(
+        'owner: "Land of the Leopard National Park"', f'owner: "{"Leopard " * 4400}"')
+    path.write_text(text)
+    result = trapd("check-config", str(path))
+    line = text.splitlines().index(f'  owner: "{"Leopard " * 4400}"') + 1
+    assert result.returncode == 1
+    [problem, count] = result.stdout.splitlines()
+    assert problem.startswith(f"{path}:{line}: station.owner = ")
+    assert "at most 200 characters" in problem and "35200 characters" in problem
+    assert count == f"1 problem(s) in {path}"
