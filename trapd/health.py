@@ -94,7 +94,9 @@ class Health:
             return
         temporary = self._path.with_name(self._path.name + ".tmp")
         try:
-            temporary.write_text(json.dumps({"degraded": self._degraded, "repairs": self._repairs}))
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps({"degraded": self._degraded, "repairs": self._repairs}))
             os.replace(temporary, self._path)
         except OSError as exc:   # a full card: the log still says it
             log.debug("health file not written: %s", exc)
