@@ -12,6 +12,7 @@ import pytest
 
 from conftest import REPO, require_tool
 from trapd.daemon import Daemon
+from trapd.health import CAMERA_UNAVAILABLE
 from trapd.watchdog import watchdog_interval_ns
 
 VENV_TRAPD = os.path.join(os.path.dirname(sys.executable), "trapd")
@@ -99,7 +100,8 @@ def run_and_listen(daemon, clock, server, seconds) -> list[str]:
     return messages
 
 
-def test_watchdog_pings_while_frames_arrive_and_stop_when_the_camera_hangs(bench, notify_socket):
+def test_watchdog_pings_while_frames_arrive_and_stop_when_the_camera_hangs(bench, notify_socket,
+                                                                           caplog):
     b = bench()
     daemon = Daemon(None, b.config, b.trap)
     healthy = run_and_listen(daemon, b.clock, notify_socket, 10)
@@ -108,9 +110,13 @@ def test_watchdog_pings_while_frames_arrive_and_stop_when_the_camera_hangs(bench
     b.rig.hang()                                            # libcamera stops delivering
     hung = run_and_listen(daemon, b.clock, notify_socket, 30)
     assert hung.count("WATCHDOG=1") <= 1                    # so systemd restarts us within 2 s
+    assert b.trap.store.health.is_set(CAMERA_UNAVAILABLE)   # (the camera's back-off goes on)
+    assert caplog.text.count("not pinging systemd") == 1    # said once, not every tick
     b.rig.clear_faults()
-    recovered = run_and_listen(daemon, b.clock, notify_socket, 10)
-    assert recovered.count("WATCHDOG=1") >= 5               # frames again: fed again
+    # Frames again at the camera's next attempt (its back-off had reached 16 s): fed again.
+    recovered = run_and_listen(daemon, b.clock, notify_socket, 25)
+    assert recovered.count("WATCHDOG=1") >= 5
+    assert not b.trap.store.health.is_set(CAMERA_UNAVAILABLE)
 
 
 def test_install_script_stages_a_unit_that_verifies_and_a_valid_config(tmp_path):

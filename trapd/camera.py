@@ -5,7 +5,12 @@ Pi, hw_sim's stand-in elsewhere) and runs one video-style configuration with a
 YUV420 `main` stream for the images and a small YUV420 `lores` stream for the
 filter. Every capture has a `wait=` timeout: an untimed capture hangs forever
 when libcamera's frontend times out. On a timeout or error the camera is
-cancelled, stopped, closed and reopened with back-off.
+cancelled, stopped and closed, and reopened with back-off: at once, then 1, 2,
+4 ... s apart up to `RETRY_MAX_DELAY_S`, for as long as it keeps failing (the
+daemon does not exit for a camera; systemd's watchdog, fed only while frames
+arrive, restarts it). An outage is logged when it starts, then at most once per
+back-off ceiling with the count of failures not logged, and when frames return;
+it is the degraded state `camera_unavailable` while it lasts.
 
 A kept frame's main image is normally copied out of its camera buffer, so the
 buffer goes back to the camera at once. While the camera can spare buffers
@@ -30,12 +35,24 @@ import simplejpeg
 from trapd.clock import Clock
 from trapd.config import CameraConfig
 from trapd.errors import CameraUnavailable, CaptureFailed
+from trapd.health import CAMERA_UNAVAILABLE, Health
 
 log = logging.getLogger(__name__)
 
+NS = 1_000_000_000
+# `open()`, for a caller that wants the camera now or an error (`trapd snapshot`).
 REOPEN_ATTEMPTS = 5
 REOPEN_FIRST_DELAY_S = 1.0
 REOPEN_MAX_DELAY_S = 30.0
+# The running trap's back-off while the camera keeps failing: the first retry at
+# once (a one-off timeout costs nothing more), then RETRY_FIRST_DELAY_S, doubling
+# up to RETRY_MAX_DELAY_S, which is also the longest a failing camera goes unlogged.
+RETRY_FIRST_DELAY_S = 1.0
+RETRY_MAX_DELAY_S = 300.0
+# The longest single wait of a back-off (the trap waits in steps of at most this):
+# a stop request that slips in just before a wait is seen this much later at worst.
+RETRY_WAIT_STEP_S = 1.0
+OPEN_ERRORS = (RuntimeError, OSError, TimeoutError)
 # Longest a stop or close waits for lent buffers: several 12 MP encodes on a Pi Zero.
 LENT_BUFFERS_WAIT_S = 30.0
 
@@ -98,27 +115,63 @@ class LentMain:
             self._give_back()
 
 
+class _Outage:
+    """A run of camera failures with no frame between them: when to try next,
+    and what has not been logged yet."""
+
+    def __init__(self, now_ns: int, why: str) -> None:
+        self.since_ns = now_ns
+        self.why = why
+        self.failures = 1
+        self.delay_s = 0.0              # the first retry goes at once
+        self.retry_at_ns = now_ns
+        self.logged_ns = now_ns
+        self.unlogged = 0
+
+    def failed(self, now_ns: int, why: str) -> str | None:
+        """Count a failure and set the next attempt; a log line if one is due."""
+        self.failures += 1
+        self.why = why
+        self.delay_s = (RETRY_FIRST_DELAY_S if self.delay_s == 0
+                        else min(self.delay_s * 2, RETRY_MAX_DELAY_S))
+        self.retry_at_ns = now_ns + int(self.delay_s * NS)
+        self.unlogged += 1
+        if now_ns - self.logged_ns < RETRY_MAX_DELAY_S * NS:
+            return None
+        more = "1 more failure" if self.unlogged == 1 else f"{self.unlogged} more failures"
+        line = (f"camera still failing: {more} in the last "
+                f"{(now_ns - self.logged_ns) / NS:.0f} s (latest: {why}); "
+                f"next attempt in {self.delay_s:g} s")
+        self.logged_ns, self.unlogged = now_ns, 0
+        return line
+
+
 class Camera:
     def __init__(self, picamera2_class: type, config: CameraConfig, clock: Clock,
-                 camera_num: int = 0) -> None:
+                 camera_num: int = 0, health: Health | None = None) -> None:
         self._picamera2_class = picamera2_class
         self._config = config
         self._clock = clock
         self._camera_num = camera_num
+        self._health = health           # where an outage is reported (camera_unavailable)
         self._picam2 = None
         self.model = "unknown"
         self._mapped_array = _mapped_array_class(picamera2_class)
         self._lent = 0
         self._lent_back = threading.Condition()
+        self._outage: _Outage | None = None
+        self._controls: dict = {}       # set_controls so far, applied again on a reopen
 
     def open(self) -> None:
-        """Open and start, retrying with back-off; CameraUnavailable if it never works."""
+        """Open and start now, retrying a few times with back-off; CameraUnavailable
+        if it never works. For a caller that needs the camera at once (`trapd
+        snapshot`); the daemon uses `try_open` and keeps retrying instead."""
         delay = REOPEN_FIRST_DELAY_S
         for attempt in range(1, REOPEN_ATTEMPTS + 1):
             try:
                 self._open_once()
                 return
-            except (RuntimeError, OSError, TimeoutError) as exc:
+            except OPEN_ERRORS as exc:
                 self._close_quietly()
                 log.warning("camera open attempt %d/%d failed: %s", attempt, REOPEN_ATTEMPTS, exc)
                 if attempt == REOPEN_ATTEMPTS:
@@ -128,12 +181,32 @@ class Camera:
                 self._clock.sleep(delay)
                 delay = min(delay * 2, REOPEN_MAX_DELAY_S)
 
+    def try_open(self) -> bool:
+        """One attempt to open and start (the daemon at boot). If it fails, the
+        camera is failing: `next_frame` retries it with back-off. True if open."""
+        try:
+            self._open_once()
+        except OPEN_ERRORS as exc:
+            self._close_quietly()
+            self._failed(f"open failed: {exc}")
+            return False
+        return True
+
+    def retry_in_s(self) -> float:
+        """Seconds until `next_frame` may try the failing camera again (0: now)."""
+        if self._outage is None or self._picam2 is not None:
+            return 0.0
+        left_ns = max(0, self._outage.retry_at_ns - self._clock.monotonic_ns())
+        return -(-left_ns // 1000) / 1e6    # whole microseconds, rounded up: a wait of it is enough
+
     def _open_once(self) -> None:
         if not self._picamera2_class.global_camera_info():
             raise RuntimeError(f"no camera found (is the ribbon cable seated? camera {self._camera_num})")
         picam2 = self._picamera2_class(self._camera_num)
         self._picam2 = picam2
         picam2.configure(self._video_configuration(picam2))
+        if self._controls:      # e.g. the night exposure cap, from the first frame on
+            picam2.set_controls(dict(self._controls))
         picam2.start()
         self.model = str(picam2.camera_properties.get("Model", "unknown"))
 
@@ -152,16 +225,60 @@ class Camera:
         return picam2.create_video_configuration(**kwargs)
 
     def next_frame(self) -> Frame:
-        """The next frame, newest first. On a timeout or camera error the
-        camera is reopened and CaptureFailed raised so the caller can note it."""
+        """The next frame, newest first. On a timeout or camera error the camera
+        is closed and CaptureFailed raised so the caller can note it. While the
+        camera is failing, a call reopens it only once the back-off allows
+        (`retry_in_s`); before that it raises CaptureFailed at once, without
+        touching the camera or the log."""
+        if self._picam2 is None:
+            self._reopen_when_due()
         try:
             request = self._picam2.capture_request(wait=self._config.capture_timeout_s)
         except (TimeoutError, RuntimeError, OSError) as exc:
             kind = "timed out" if isinstance(exc, TimeoutError) else "failed"
-            log.error("camera capture %s (%s); reopening the camera", kind, exc or type(exc).__name__)
-            self.reopen()
-            raise CaptureFailed(f"capture {kind}: {exc or type(exc).__name__}") from exc
-        return self._frame_from(request)
+            why = f"capture {kind}: {exc or type(exc).__name__}"
+            self._close_quietly()
+            self._failed(why)
+            raise CaptureFailed(why) from exc
+        frame = self._frame_from(request)
+        if self._outage is not None:
+            self._recovered()
+        return frame
+
+    def _reopen_when_due(self) -> None:
+        outage = self._outage
+        if outage is not None and self._clock.monotonic_ns() < outage.retry_at_ns:
+            raise CaptureFailed(outage.why)
+        try:
+            self._open_once()
+        except OPEN_ERRORS as exc:
+            self._close_quietly()
+            why = f"open failed: {exc}"
+            self._failed(why)
+            raise CaptureFailed(why) from exc
+
+    def _failed(self, why: str) -> None:
+        """A capture or open failed: back off, log (few lines), report the state."""
+        now = self._clock.monotonic_ns()
+        if self._outage is None:
+            self._outage = _Outage(now, why)
+            log.error("camera %s; %s with back-off (at most %g s apart; logged again at most "
+                      "every %g s)", why, "retrying" if why.startswith("open") else "reopening it",
+                      RETRY_MAX_DELAY_S, RETRY_MAX_DELAY_S)
+        else:
+            line = self._outage.failed(now, why)
+            if line:
+                log.error(line)
+        if self._health is not None:
+            self._health.set(CAMERA_UNAVAILABLE, why)
+
+    def _recovered(self) -> None:
+        outage, self._outage = self._outage, None
+        how = (f"frames again after {outage.failures} failures in "
+               f"{(self._clock.monotonic_ns() - outage.since_ns) / NS:.1f} s")
+        log.warning("camera back: %s", how)
+        if self._health is not None:
+            self._health.clear(CAMERA_UNAVAILABLE, how)
 
     def _frame_from(self, request) -> Frame:
         metadata = request.get_metadata()
@@ -197,8 +314,11 @@ class Camera:
                           "camera anyway", self._lent, LENT_BUFFERS_WAIT_S)
 
     def set_controls(self, controls: dict) -> None:
-        """Apply camera controls (e.g. the night exposure cap) to later frames."""
-        self._picam2.set_controls(controls)
+        """Apply camera controls (e.g. the night exposure cap) to later frames,
+        also those of a reopened camera."""
+        self._controls.update(controls)
+        if self._picam2 is not None:
+            self._picam2.set_controls(controls)
 
     @property
     def running(self) -> bool:
@@ -206,15 +326,15 @@ class Camera:
 
     def stop(self) -> None:
         """Stop the sensor (standby); `start()` resumes with the same configuration."""
+        if self._picam2 is None:
+            return      # failing: closed already
         self._wait_for_lent_buffers()
         self._picam2.stop()
 
     def start(self) -> None:
-        self._picam2.start()
-
-    def reopen(self) -> None:
-        self._close_quietly()
-        self.open()
+        """Restart a stopped sensor; a failing camera is reopened by `next_frame` instead."""
+        if self._picam2 is not None:
+            self._picam2.start()
 
     def close(self) -> None:
         self._close_quietly()

@@ -99,11 +99,15 @@ def real_hardware() -> Hardware:
 
 def build_trap(config: Config, hardware: Hardware, storage_root: str | None = None,
                on_event: Callable[[EventReport], None] | None = None, debug=None) -> Trap:
-    """Open camera, PIR and queue; close whatever opened if a later one fails."""
+    """Open camera, PIR and queue; close whatever opened if a later one fails.
+    A camera that does not open is no reason to stop: the trap starts without
+    it (degraded, `camera_unavailable`), records PIR events without images and
+    keeps retrying the camera with back-off."""
     store = Store(storage_root or config.storage.root, config.storage.min_free_mb)
-    camera = Camera(hardware.picamera2_class, config.hardware.camera, hardware.clock)
+    camera = Camera(hardware.picamera2_class, config.hardware.camera, hardware.clock,
+                    health=store.health)
     try:
-        camera.open()
+        camera.try_open()
         pir = PirTrigger(config.hardware.pir_pin, hardware.clock, hardware.pin_factory)
     except BaseException:
         camera.close()

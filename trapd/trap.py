@@ -16,10 +16,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
-from trapd.camera import Camera, Frame, FrameRing, LentMain
+from trapd.camera import RETRY_WAIT_STEP_S, Camera, Frame, FrameRing, LentMain
 from trapd.clock import Clock
 from trapd.config import CAMERA_FREE_BUFFERS, Config
-from trapd.errors import CameraUnavailable, CaptureFailed
+from trapd.errors import CaptureFailed
 from trapd.metadata import CaptureInfo, StationInfo, build_exif, build_xmp, local_time, tag_jpeg
 from trapd.moon import moon_phase
 from trapd.motion import MotionFilter
@@ -153,12 +153,9 @@ class Trap:
             return
         try:
             frame = self.camera.next_frame()
-        except CaptureFailed as exc:
+        except CaptureFailed as exc:   # the camera retries with back-off; the trap stays up
             self._camera_failed(str(exc))
             return
-        except CameraUnavailable as exc:
-            self._camera_failed(str(exc))
-            raise
         self.last_frame_ns = frame.sensor_timestamp_ns
         frame.arrived_ns = self.clock.monotonic_ns()
         self._watch_wall_clock(frame)
@@ -457,14 +454,24 @@ class Trap:
     def _camera_failed(self, why: str) -> None:
         """End the event in flight; a PIR edge that came while the camera was
         failing becomes an event without images, so the record shows that
-        something passed (PirTrigger keeps the earliest untaken edge)."""
+        something passed (PirTrigger keeps the earliest untaken edge). Then wait
+        towards the camera's next attempt (its back-off), in waits of at most
+        RETRY_WAIT_STEP_S that a PIR edge or a stop request (`wake`) cuts short;
+        the caller steps again, and the camera is tried only when it is due."""
         self._ring.clear()
         missed = self._next_trigger()   # before _end_event restarts the quiet period
-        if self._event is not None:
+        ended = self._event is not None
+        if ended:
             self._end_event(f"camera error: {why}")
         if missed is not None:
             self._start_event(missed)
             self._end_event(f"no images, camera unavailable: {why}")
+        wait_s = min(self.camera.retry_in_s(), RETRY_WAIT_STEP_S)
+        if ended or wait_s <= 0:
+            return      # finish() may be stepping to close that event: no wait
+        self.pir.edge.clear()
+        if not self.pir.has_pending():
+            self.clock.wait_for(self.pir.edge, wait_s)
 
 
 def _spread(frames: list, count: int) -> list:
