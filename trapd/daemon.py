@@ -23,6 +23,7 @@ from trapd.location import for_images
 from trapd.metadata import StationInfo
 from trapd.operating import Operating
 from trapd.sensors import Sensors
+from trapd.status_led import StatusLed
 from trapd.storage import Store
 from trapd.trap import EventReport, Trap
 from trapd.trigger import PirTrigger
@@ -121,8 +122,12 @@ def build_trap(config: Config, hardware: Hardware, storage_root: str | None = No
         camera.close()
         store.close()
         raise
-    return Trap(config, camera, pir, store, hardware.clock,
+    trap = Trap(config, camera, pir, store, hardware.clock,
                 station_info(config, camera.model), on_event, sensors, debug, operating)
+    if config.hardware.status_led_pin is not None:
+        trap.status_led = StatusLed(config.hardware.status_led_pin, hardware.pin_factory)
+        store.health.listen(trap.status_led.show)
+    return trap
 
 
 def sensors_from(config: Config, pin_factory=None) -> Sensors:
@@ -133,6 +138,8 @@ def sensors_from(config: Config, pin_factory=None) -> Sensors:
 
 def close_trap(trap: Trap) -> None:
     trap.close()
+    if trap.status_led is not None:
+        trap.status_led.close()
     trap.pir.close()
     trap.camera.close()
     trap.store.close()

@@ -112,6 +112,7 @@ class Trap:
         self._wall_watch = WallClockWatch()
         self._wall_jump_ns = 0  # steps seen since the last event opened
         self.last_frame_ns: int | None = None  # newest SensorTimestamp (the watchdog's proof of life)
+        self.status_led = None      # a StatusLed showing the degraded states, if configured
         self._apply(config, station)
 
     def _apply(self, config: Config, station: StationInfo) -> None:
@@ -157,6 +158,8 @@ class Trap:
             self._camera_failed(str(exc))
             return
         self.last_frame_ns = frame.sensor_timestamp_ns
+        if self.station.camera_model != self.camera.model:   # opened after a degraded start
+            self.station = dataclasses.replace(self.station, camera_model=self.camera.model)
         frame.arrived_ns = self.clock.monotonic_ns()
         self._watch_wall_clock(frame)
         self.operating.observe_frame(frame)
