@@ -21,8 +21,9 @@ random instant), index-flip (1-8 random bit flips in queue.db), index-truncate,
 wal-removal (SIGKILL mid-burst, then the -wal deleted), link-images and
 link-date (images/ or today's folder a link to someone else's folder; same
 and, with root, another file system), card-full (another process fills a
-tmpfs card: root only) and camera-fail (capture failing at once, in
-process: trapd's back-off and log limits). Power cuts that lose the page
+tmpfs card: root only) and camera-fail (captures failing at once for 1-15
+minutes of virtual time, in process at the Picamera2 seam: back-off, log
+lines, back to capturing once it clears). Power cuts that lose the page
 cache run on LazyFS: bench/lazyfs.py (--lazyfs-cycles).
 """
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
+import logging
 import os
 import random
 import shutil
@@ -40,13 +42,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "bench"), str(REPO / "tests")]
 
 import yaml  # noqa: E402
 from powercut import kill_trap, start_trap, write_inputs  # noqa: E402
@@ -343,8 +345,45 @@ class Campaign:
             ballast.unlink()
         return None
 
-    def fault_camera_fail(self, outcome: Outcome) -> str | None:
-        return "not run here: see tests/test_camera_faults.py"
+    def fault_camera_fail(self, outcome: Outcome) -> str:
+        """Captures failing at once while opens work, for 1-15 minutes of the
+        sim's virtual time (in process: the fault lives at the Picamera2 seam),
+        PIR edges meanwhile; then the fault clears and an animal passes."""
+        from camera_fakes import failing_captures
+        from conftest import Bench
+        from trapd.daemon import Hardware, build_trap, close_trap
+        b = Bench(self.workdir / "camera-fail", {
+            "storage": {"root": str(self.storage), "min_free_mb": 0},
+            "filter": {"enabled": False}, "burst": {"frames": 3, "interval_s": 0.2}})
+        lines = _LogLines()
+        logging.getLogger("trapd").addHandler(lines)
+        try:
+            close_trap(b.trap)
+            camera_class = failing_captures(b.rig.picamera2_class)
+            b.trap = build_trap(b.config, Hardware(camera_class, b.factory, b.clock),
+                                on_event=b.events.append)
+            outage_s = self.rng.uniform(60, 900)
+            for at_s in sorted(self.rng.uniform(0, outage_s) for _ in range(3)):
+                b.pir_pulse_at(at_s, 0.3)
+            b.run_for(outage_s)
+            camera_class.failing = False
+            cleared_ns = b.clock.monotonic_ns()
+            before = len(self._indexed_files())
+            deadline_ns = cleared_ns + 700 * 10**9        # two back-off ceilings and more
+            while len(self._indexed_files()) <= before and b.clock.monotonic_ns() < deadline_ns:
+                b.pir_pulse_at(0.1, 0.3)
+                b.run_for(10)
+            outcome.captured_again = len(self._indexed_files()) > before
+            outcome.recovery_s = (b.clock.monotonic_ns() - cleared_ns) / 1e9   # virtual
+            if lines.count > 4 + outage_s / 300 + 4:
+                outcome.tracebacks.append(f"log flood: {lines.count} lines in {outage_s:.0f} s")
+        except Exception:
+            outcome.tracebacks.append(traceback.format_exc(limit=3))
+        finally:
+            logging.getLogger("trapd").removeHandler(lines)
+            b.close()
+        self._remember()
+        return "captured"
 
     def _add_outside(self, folder: Path) -> None:
         self._make_outside(folder)
@@ -357,6 +396,15 @@ class Campaign:
         (folder / "holiday" / "beach.jpg").write_bytes(b"\xff\xd8 a beach \xff\xd9")
         (folder / "ST01_20261203_120000_E000001_01.jpg.tmp").write_bytes(b"looks like ours")
         (folder / "ST01_20261203_120000_E000002_01.jpg").write_bytes(b"looks like ours too")
+
+
+class _LogLines(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record):
+        self.count += 1
 
 
 def sha256(path: Path) -> str:
@@ -460,6 +508,7 @@ def print_table(outcomes: list[Outcome], lazyfs: dict | None) -> None:
         totals.update(row)
         times = sorted(o.recovery_s for o in runs if o.recovery_s is not None)
         timing = f"{times[len(times) // 2]:.1f} / {times[-1]:.1f}" if times else "-"
+        timing += " (virtual)" if kind == "camera-fail" else ""
         print(f"| {kind} | {row['tried']} | {row['lost']} | {row['outside']} | {row['reused']} "
               f"| {row['stuck']} | {timing} | {row['tracebacks']} |")
     if lazyfs:
