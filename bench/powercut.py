@@ -75,6 +75,15 @@ def write_inputs(workdir: Path) -> tuple[Path, Path, Path]:
 
 
 def run_until_killed(config: Path, scenario: Path, storage: Path, log: Path, rng) -> None:
+    trap = start_trap(config, scenario, storage, log)
+    try:
+        time.sleep(rng.uniform(0.6, 2.0))   # the first burst starts ~0.6 s in
+    finally:
+        kill_trap(trap)
+
+
+def start_trap(config: Path, scenario: Path, storage: Path, log: Path) -> subprocess.Popen:
+    """`trapd sim` in real time on `storage`, returned once it runs (its stderr in `log`)."""
     with open(log, "w") as stderr:
         trap = subprocess.Popen(
             [sys.executable, "-m", "trapd.cli", "sim", str(scenario), "--config", str(config),
@@ -86,11 +95,17 @@ def run_until_killed(config: Path, scenario: Path, storage: Path, log: Path, rng
             if trap.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the sim daemon did not start:\n{log.read_text()}")
             time.sleep(0.05)
-        time.sleep(rng.uniform(0.6, 2.0))   # the first burst starts ~0.6 s in
-    finally:
-        if trap.poll() is None:
-            os.kill(trap.pid, signal.SIGKILL)
-        trap.wait()
+    except BaseException:
+        kill_trap(trap)
+        raise
+    return trap
+
+
+def kill_trap(trap: subprocess.Popen) -> None:
+    """SIGKILL (if still running) and reap: no system call of it is in flight after this."""
+    if trap.poll() is None:
+        os.kill(trap.pid, signal.SIGKILL)
+    trap.wait()
 
 
 def before_recovery(storage: Path, tally: Tally) -> None:
