@@ -241,3 +241,33 @@ def test_offload_and_export_never_read_or_delete_through_a_date_folder_linked_ou
     assert tree(outside) == before                          # nothing read through it is deleted
     copied = {p.name for p in (tmp_path / "drive").rglob("*.jpg")}
     assert not copied & set(before)                         # none read through the link
+
+
+def test_the_daemon_stays_up_on_an_unreadable_index_and_says_what_it_did(queue):
+    (queue / DB_NAME).write_bytes(random.Random(1).randbytes(64 * 1024))   # not a database
+    for suffix in ("-wal", "-shm"):
+        (queue / (DB_NAME + suffix)).unlink(missing_ok=True)
+    result = trapd("sim", "default", "--storage", queue)     # exit 0, or the fixture fails
+    assert "Traceback" not in result.stderr and "rebuilt" in result.stderr
+    status = trapd("status", "--storage", queue).stdout
+    assert "last repair: index damaged" in status and "rebuilt from" in status
+
+
+def test_the_daemon_stays_up_on_a_full_card_and_status_says_why(tiny_card):
+    storage = tiny_card / "trapd"
+    trapd("sim", "default", "--storage", storage)            # a trap that has run on this card
+    fill(tiny_card / "ballast", 64 * 2**20)                  # then someone fills it
+    result = trapd("sim", "default", "--storage", storage)  # exit 0, or the fixture fails
+    assert "Traceback" not in result.stderr
+    status = trapd("status", "--storage", storage).stdout
+    assert "DEGRADED storage_full" in status and "BELOW FLOOR" in status
+
+
+def test_a_card_full_before_the_first_start_is_a_state_too(tiny_card):
+    fill(tiny_card / "ballast", 64 * 2**20)                  # not even an index fits
+    result = trapd("sim", "default", "--storage", tiny_card / "trapd")
+    assert "Traceback" not in result.stderr and "degraded: index_full" in result.stderr
+    assert "BELOW FLOOR" in trapd("status", "--storage", tiny_card / "trapd").stdout
+    (tiny_card / "ballast").unlink()
+    trapd("sim", "default", "--storage", tiny_card / "trapd")
+    assert "events: none" not in trapd("status", "--storage", tiny_card / "trapd").stdout

@@ -97,7 +97,14 @@ class Health:
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
             with os.fdopen(fd, "w") as f:
                 f.write(json.dumps({"degraded": self._degraded, "repairs": self._repairs}))
+                f.flush()
+                os.fsync(f.fileno())    # a power cut must not leave it empty (LazyFS showed it)
             os.replace(temporary, self._path)
+            directory = os.open(self._path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
         except OSError as exc:   # a full card: the log still says it
             log.debug("health file not written: %s", exc)
 

@@ -158,6 +158,7 @@ class Store:
         self.health = Health(self.root / HEALTH_FILE if recover else None)
         self._reserve = self.root / RESERVE_NAME
         self._unrecorded_rows = 0
+        self._index_in_memory = False
         self._db = self._open_index(check=recover)
         if recover:
             self.recover()
@@ -194,7 +195,29 @@ class Store:
             # No room even for the WAL index in shared memory: keep it in this
             # process (readers such as `trapd status` wait until the next start).
             self._index_full(f"the card is full ({exc})")
-            return _connect(self.root / DB_NAME, exclusive=True)
+            try:
+                return _connect(self.root / DB_NAME, exclusive=True)
+            except sqlite3.OperationalError as again:
+                if not self._is_full(again):
+                    raise
+            # Not even a new index fits: watch on, record nothing, and open the
+            # real index as soon as there is room (_has_room_for).
+            self._index_in_memory = True
+            self._index_full("the card is full and holds no index yet: events are not "
+                             "recorded until there is room")
+            return _connect(":memory:")
+
+    def _open_real_index(self) -> None:
+        """Space came back to a card that had no room for an index at start."""
+        try:
+            db = _connect(self.root / DB_NAME)
+        except sqlite3.OperationalError as exc:
+            log.debug("index still cannot be made: %s", exc)
+            return
+        self._db.close()
+        self._db, self._index_in_memory = db, False
+        self.recover()
+        self.health.clear(INDEX_FULL, "the index is on the card again")
 
     def _set_aside_and_start_again(self, damage: str) -> sqlite3.Connection:
         now = dt.datetime.now(dt.timezone.utc)
@@ -238,7 +261,7 @@ class Store:
                 self._index_full(f"the card is full; {self._unrecorded_rows} index rows "
                                  f"not recorded ({exc})")
                 return None
-            if self.health.is_set(INDEX_FULL):
+            if self.health.is_set(INDEX_FULL) and not self._index_in_memory:
                 self.health.clear(INDEX_FULL, "index rows are recorded again")
             return result
         return None
@@ -415,6 +438,8 @@ class Store:
     def _has_room_for(self, size: int) -> bool:
         free = _free_bytes(self.root)
         self._keep_reserve(free)
+        if self._index_in_memory and self._reserve.is_file():
+            self._open_real_index()
         full = free - size < self._floor_bytes()
         if full:
             reserve = "" if self._reserve.is_file() else f" + {RESERVE_BYTES // MB} MB for the index"
