@@ -14,6 +14,7 @@ import hashlib
 import html
 import os
 import re
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -29,6 +30,7 @@ TEMP_NAME = re.compile(IMAGE_NAME.pattern[:-1] + r"\.tmp$")
 _XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
 _XMP_FIELD = re.compile(rf"<{XMP_PREFIX}:(\w+)>(.*?)</{XMP_PREFIX}:\1>", re.S)
 _MAX_IMAGE_BYTES = 64 * 1024 * 1024
+REBUILT_NOTE = "rebuilt from its photos after the index lost it"
 
 
 def real_root(root: Path) -> Path:
@@ -123,6 +125,42 @@ def read_photo(path: Path, relative: str) -> PhotoRecord:
     if name is None or int(name["number"]) != number or int(name["sequence"]) != sequence:
         raise NotOurPhoto(f"its tags say event {number} frame {sequence}, its name does not")
     return record
+
+
+def insert_photo_rows(db: sqlite3.Connection, photo: PhotoRecord, file_present) -> bool:
+    """Index `photo` (and its event, if the index lost it) inside the caller's
+    transaction; False if another image holds its place. `file_present(file)`
+    says whether an indexed file is still on the card."""
+    db.execute(
+        "INSERT OR IGNORE INTO events (number, event_id, station_id, deployment_id,"
+        " trigger, trigger_monotonic_ns, trigger_wall_ns, ended_wall_ns, state, note)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'interrupted', ?)",
+        (photo.event_number, photo.event_id, photo.station_id, photo.deployment_id,
+         photo.trigger, photo.sensor_timestamp_ns, photo.capture_wall_ns,
+         photo.capture_wall_ns, REBUILT_NOTE))
+    db.execute("UPDATE events SET trigger_wall_ns = MIN(trigger_wall_ns, ?),"
+               " ended_wall_ns = MAX(ended_wall_ns, ?) WHERE number = ? AND note = ?",
+               (photo.capture_wall_ns, photo.capture_wall_ns, photo.event_number,
+                REBUILT_NOTE))
+    taken = db.execute(
+        "SELECT id, file, sha256 FROM frames WHERE (event_number = ? AND sequence = ?)"
+        " OR media_id = ?", (photo.event_number, photo.sequence, photo.media_id)).fetchall()
+    if taken:
+        # Its row lost only the file name (a damaged index): give it back.
+        row_id, file, sha = taken[0]
+        if len(taken) > 1 or sha != photo.sha256 or file_present(file or ""):
+            return False
+        db.execute("UPDATE frames SET file = ?, state = ? WHERE id = ?",
+                   (photo.file, "pending", row_id))
+        return True
+    db.execute(
+        "INSERT INTO frames (event_number, sequence, sensor_timestamp_ns, capture_wall_ns,"
+        " pre_trigger, score, kept, state, media_id, file, size_bytes, sha256)"
+        " VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
+        (photo.event_number, photo.sequence, photo.sensor_timestamp_ns,
+         photo.capture_wall_ns, int(photo.pre_trigger), photo.score, "pending",
+         photo.media_id, photo.file, photo.size_bytes, photo.sha256))
+    return True
 
 
 def xmp_fields(jpeg: bytes) -> dict[str, str]:

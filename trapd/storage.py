@@ -22,7 +22,6 @@ import logging
 import os
 import shutil
 import sqlite3
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -32,7 +31,10 @@ import simplejpeg
 from trapd.errors import StorageError
 from trapd.health import (HEALTH_FILE, INDEX_FULL, STORAGE_FULL, STORAGE_LINK, Health,
                           read_health)
+from trapd.queue_index import (SQLITE_FULL, SQLITE_IOERR, SQLITE_IOERR_SHMSIZE, Transaction,
+                                connect, highest_event_number_in, index_damage, is_damage)
 from trapd.recovery import (IMAGE_NAME, TEMP_NAME, NotOurPhoto, PhotoRecord, free_name,
+                            insert_photo_rows,
                             highest_number_in_names, is_inside, own_files, read_photo,
                             real_root, set_aside_name)
 
@@ -50,9 +52,6 @@ RESERVE_NAME = "index-reserve"       # room kept for the index on a full card
 RESERVE_BYTES = 1 * MB
 START_CHECK_S = 10.0                 # the integrity check at start-up gives up after this
 UNRECORDED = 0                       # event number of an event a full card could not record
-REBUILT_NOTE = "rebuilt from its photos after the index lost it"
-SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_NOTADB = 10, 11, 13, 26
-SQLITE_IOERR_SHMSIZE = 4874
 T = TypeVar("T")
 
 # Frame states. Kept frames start `pending`; export/offload move them on:
@@ -67,56 +66,6 @@ OFFLOADED = "offloaded"      # a copy on an offload drive matched its SHA-256
 FREED = "freed"              # removed from the card by `offload --free`, after OFFLOADED
 ON_CARD = (PENDING, EXPORTED, OFFLOADED)
 NOT_OFFLOADED = (PENDING, EXPORTED)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    number INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL UNIQUE,
-    station_id TEXT NOT NULL,
-    deployment_id TEXT NOT NULL,
-    trigger TEXT NOT NULL,
-    trigger_monotonic_ns INTEGER NOT NULL,
-    trigger_wall_ns INTEGER NOT NULL,
-    ended_wall_ns INTEGER,
-    state TEXT NOT NULL DEFAULT 'open',
-    note TEXT,
-    clock_synced INTEGER,
-    wall_jump_ns INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS frames (
-    id INTEGER PRIMARY KEY,
-    event_number INTEGER NOT NULL REFERENCES events(number),
-    sequence INTEGER NOT NULL,
-    sensor_timestamp_ns INTEGER NOT NULL,
-    capture_wall_ns INTEGER NOT NULL,
-    pre_trigger INTEGER NOT NULL,
-    score REAL,
-    kept INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    media_id TEXT UNIQUE,
-    file TEXT UNIQUE,
-    size_bytes INTEGER,
-    sha256 TEXT,
-    metadata TEXT,
-    exported_wall_ns INTEGER,
-    offload_dest TEXT,
-    offload_path TEXT,
-    offloaded_wall_ns INTEGER,
-    UNIQUE (event_number, sequence)
-);
-"""
-
-# Columns added since the first release, added to an older queue.db on open
-# (ALTER TABLE ... ADD COLUMN keeps every row). `clock_synced` NULL = not recorded.
-ADDED_COLUMNS = (
-    ("events", "clock_synced", "INTEGER"),
-    ("events", "wall_jump_ns", "INTEGER NOT NULL DEFAULT 0"),
-    ("frames", "exported_wall_ns", "INTEGER"),
-    ("frames", "offload_dest", "TEXT"),
-    ("frames", "offload_path", "TEXT"),
-    ("frames", "offloaded_wall_ns", "INTEGER"),
-)
-
 
 @dataclass(frozen=True)
 class EventRecord:
@@ -171,7 +120,7 @@ class Store:
             db = self._connect_when_full_too()
             damage = index_damage(db, START_CHECK_S) if check else None
         except sqlite3.DatabaseError as exc:
-            if not check or not _is_damage(exc):
+            if not check or not is_damage(exc):
                 raise StorageError(f"cannot open the image queue at {self.root}: {exc}") from exc
             db, damage = None, str(exc)
         if damage:
@@ -182,13 +131,13 @@ class Store:
 
     def _connect_when_full_too(self) -> sqlite3.Connection:
         try:
-            return _connect(self.root / DB_NAME)
+            return connect(self.root / DB_NAME)
         except sqlite3.OperationalError as exc:
             if not self._is_full(exc):
                 raise
             if self._release_reserve():
                 try:
-                    return _connect(self.root / DB_NAME)
+                    return connect(self.root / DB_NAME)
                 except sqlite3.OperationalError as again:
                     if not self._is_full(again):
                         raise
@@ -196,7 +145,7 @@ class Store:
             # process (readers such as `trapd status` wait until the next start).
             self._index_full(f"the card is full ({exc})")
             try:
-                return _connect(self.root / DB_NAME, exclusive=True)
+                return connect(self.root / DB_NAME, exclusive=True)
             except sqlite3.OperationalError as again:
                 if not self._is_full(again):
                     raise
@@ -205,12 +154,12 @@ class Store:
             self._index_in_memory = True
             self._index_full("the card is full and holds no index yet: events are not "
                              "recorded until there is room")
-            return _connect(":memory:")
+            return connect(":memory:")
 
     def _open_real_index(self) -> None:
         """Space came back to a card that had no room for an index at start."""
         try:
-            db = _connect(self.root / DB_NAME)
+            db = connect(self.root / DB_NAME)
         except sqlite3.OperationalError as exc:
             log.debug("index still cannot be made: %s", exc)
             return
@@ -222,7 +171,7 @@ class Store:
     def _set_aside_and_start_again(self, damage: str) -> sqlite3.Connection:
         now = dt.datetime.now(dt.timezone.utc)
         kept = set_aside_name(self.root / DB_NAME, now)
-        highest = _highest_event_number_in(self.root / DB_NAME)
+        highest = highest_event_number_in(self.root / DB_NAME)
         for suffix in ("", "-wal", "-shm"):
             damaged = self.root / (DB_NAME + suffix)
             if damaged.exists() and not damaged.is_symlink():
@@ -231,7 +180,7 @@ class Store:
         log.error("the image index was damaged (%s); kept as %s, rebuilding it from the photos",
                   damage, kept.name)
         _make_private(self.root / DB_NAME)
-        db = _connect(self.root / DB_NAME)
+        db = connect(self.root / DB_NAME)
         self._db = db
         self._raise_event_numbers_to(highest)
         found, unreadable = self._index_photos()
@@ -517,39 +466,8 @@ class Store:
 
     def _index_photo(self, photo: PhotoRecord) -> bool:
         """Add `photo`'s rows (its event's too, if missing); False if its place is taken."""
-        def insert(db: sqlite3.Connection) -> bool:
-            db.execute(
-                "INSERT OR IGNORE INTO events (number, event_id, station_id, deployment_id,"
-                " trigger, trigger_monotonic_ns, trigger_wall_ns, ended_wall_ns, state, note)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'interrupted', ?)",
-                (photo.event_number, photo.event_id, photo.station_id, photo.deployment_id,
-                 photo.trigger, photo.sensor_timestamp_ns, photo.capture_wall_ns,
-                 photo.capture_wall_ns, REBUILT_NOTE))
-            db.execute("UPDATE events SET trigger_wall_ns = MIN(trigger_wall_ns, ?),"
-                       " ended_wall_ns = MAX(ended_wall_ns, ?) WHERE number = ? AND note = ?",
-                       (photo.capture_wall_ns, photo.capture_wall_ns, photo.event_number,
-                        REBUILT_NOTE))
-            taken = db.execute(
-                "SELECT id, file, sha256 FROM frames WHERE (event_number = ? AND sequence = ?)"
-                " OR media_id = ?", (photo.event_number, photo.sequence, photo.media_id)).fetchall()
-            if taken:
-                # Its row lost only the file name (a damaged index): give it back.
-                row_id, file, sha = taken[0]
-                if len(taken) > 1 or sha != photo.sha256 or self.image_path(file or "") is not None:
-                    return False
-                db.execute("UPDATE frames SET file = ?, state = ? WHERE id = ?",
-                           (photo.file, PENDING, row_id))
-                return True
-            db.execute(
-                "INSERT INTO frames (event_number, sequence, sensor_timestamp_ns, capture_wall_ns,"
-                " pre_trigger, score, kept, state, media_id, file, size_bytes, sha256)"
-                " VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
-                (photo.event_number, photo.sequence, photo.sensor_timestamp_ns,
-                 photo.capture_wall_ns, int(photo.pre_trigger), photo.score, PENDING,
-                 photo.media_id, photo.file, photo.size_bytes, photo.sha256))
-            return True
-
-        return bool(self._write(insert))
+        return bool(self._write(
+            lambda db: insert_photo_rows(db, photo, lambda f: self.image_path(f) is not None)))
 
     def _quarantine(self, path: Path, why: str) -> None:
         """Move one of trapd's unreadable photos to quarantine/, keeping its
@@ -673,22 +591,7 @@ class Store:
         self._db.close()
 
     def _transaction(self):
-        return _Transaction(self._db)
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self):
-        self._db.execute("BEGIN IMMEDIATE")
-        return self._db
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if not exc_type:
-            self._db.execute("COMMIT")
-        elif self._db.in_transaction:   # SQLite may have rolled back already (a full card)
-            self._db.execute("ROLLBACK")
+        return Transaction(self._db)
 
 
 def _check_image(path: Path, size: int, digest: str) -> str | None:
@@ -705,99 +608,6 @@ def _check_image(path: Path, size: int, digest: str) -> str | None:
     except ValueError as exc:
         return f"not a decodable JPEG ({exc})"
     return None
-
-
-def _connect(path: Path, exclusive: bool = False) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    try:
-        if exclusive:   # WAL without the shared-memory file: needs no room on the card
-            db.execute("PRAGMA locking_mode=EXCLUSIVE")
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        # A short WAL: on a full card the index lives on its small reserve.
-        db.execute("PRAGMA wal_autocheckpoint=64")
-        db.executescript(SCHEMA)
-        _add_missing_columns(db)
-    except BaseException:
-        db.close()
-        raise
-    return db
-
-
-def _add_missing_columns(db: sqlite3.Connection) -> None:
-    for table, column, declaration in ADDED_COLUMNS:
-        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-        if column not in present:
-            log.info("upgrading the queue index: adding %s.%s", table, column)
-            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
-
-
-def index_damage(db: sqlite3.Connection, time_limit_s: float | None) -> str | None:
-    """What is wrong with the index file, or None: SQLite's integrity check
-    (given up after `time_limit_s`, then trusted) and text that is not UTF-8."""
-    deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
-    if deadline is not None:
-        db.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
-    try:
-        rows = [r[0] for r in db.execute("PRAGMA integrity_check(5)")]
-    except sqlite3.OperationalError as exc:
-        if deadline is not None and time.monotonic() > deadline:
-            log.warning("index integrity check stopped after %.0f s (a large index); "
-                        "it is trusted", time_limit_s)
-            return None
-        raise
-    finally:
-        db.set_progress_handler(None, 0)
-    if rows != ["ok"]:
-        return "integrity check: " + "; ".join(str(r) for r in rows)
-    return _undecodable_text(db)
-
-
-def _undecodable_text(db: sqlite3.Connection) -> str | None:
-    text_columns = {table: [r[1] for r in db.execute(f"PRAGMA table_info({table})")
-                            if r[2].upper() == "TEXT"] for table in ("events", "frames")}
-    db.text_factory = bytes
-    try:
-        for table, columns in text_columns.items():
-            for row in db.execute(f"SELECT rowid, {', '.join(columns)} FROM {table}"):
-                for column, value in zip(columns, row[1:]):
-                    if isinstance(value, bytes):
-                        try:
-                            value.decode("utf-8")
-                        except UnicodeDecodeError:
-                            return f"{table} row {row[0]}: {column} is not readable text"
-    finally:
-        db.text_factory = str
-    return None
-
-
-def _is_damage(exc: sqlite3.DatabaseError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None and code & 0xFF in (SQLITE_CORRUPT, SQLITE_NOTADB, SQLITE_IOERR):
-        return True
-    text = str(exc)
-    return "malformed" in text or "not a database" in text or "decode" in text
-
-
-def _highest_event_number_in(damaged: Path) -> int:
-    """As much as a damaged index still tells of the numbers it handed out."""
-    highest = 0
-    try:
-        db = sqlite3.connect(f"file:{damaged}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return 0
-    try:
-        for query in ("SELECT seq FROM sqlite_sequence WHERE name = 'events'",
-                      "SELECT MAX(number) FROM events"):
-            try:
-                value = db.execute(query).fetchone()
-            except sqlite3.Error:
-                continue
-            if value and isinstance(value[0], int):
-                highest = max(highest, value[0])
-    finally:
-        db.close()
-    return highest
 
 
 def _read_number(path: Path) -> int:
