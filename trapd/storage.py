@@ -106,6 +106,7 @@ class Store:
         # Only the daemon (recover=True) reports health; a reader must not overwrite it.
         self.health = Health(self.root / HEALTH_FILE if recover else None)
         self._reserve = self.root / RESERVE_NAME
+        self._owner = recover       # the daemon; a reader never touches the reserve
         self._unrecorded_rows = 0
         self._index_in_memory = False
         self._db = self._open_index(check=recover)
@@ -227,7 +228,7 @@ class Store:
 
     def _release_reserve(self) -> bool:
         """Free the space kept for the index; False if there is none to free."""
-        if not self._reserve.is_file() or self._reserve.is_symlink():
+        if not self._owner or not self._reserve.is_file() or self._reserve.is_symlink():
             return False
         self._reserve.unlink()
         log.warning("the card is full: the index's %d MB reserve is released so that "
@@ -321,7 +322,8 @@ class Store:
     def save_file(self, relative_path: str, jpeg: bytes) -> str | None:
         """Write one image durably (tmp, fsync, rename); safe from worker threads.
         Its row must be committed afterwards with `index_frame`."""
-        return self._save_file(relative_path, jpeg)
+        name = IMAGE_NAME.match(Path(relative_path).name)
+        return self._save_file(relative_path, jpeg, int(name["number"]) if name else None)
 
     def index_frame(self, record: FrameRecord, jpeg: bytes | None, saved: str | None) -> None:
         """Commit a frame's row; `saved` is the file `save_file` made durable, or None."""
