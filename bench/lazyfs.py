@@ -500,10 +500,11 @@ def _boot_and_cut(card: Path, config: Path, scenario: Path, log: Path, rng: rand
 def _lost_images(storage: Path, committed: dict[str, str]) -> dict[str, str]:
     """Committed images (file -> sha256) that are no longer indexed with that
     digest, or whose file is missing, incomplete or altered: file -> why."""
-    # Read-write, as the next boot opens it: a read-only open of a WAL index
-    # through FUSE gave "disk I/O error" once under load (no -shm to map).
+    # Without the -shm file (exclusive locking): through LazyFS, SQLite's
+    # ftruncate of the -shm sometimes fails after a cut (SQLITE_IOERR_SHMOPEN).
     db = sqlite3.connect(storage / "queue.db", timeout=10)
     try:
+        db.execute("PRAGMA locking_mode=EXCLUSIVE")
         rows = dict(db.execute("SELECT file, sha256 FROM frames WHERE file IS NOT NULL"))
     finally:
         db.close()

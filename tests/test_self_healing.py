@@ -271,3 +271,14 @@ def test_a_card_full_before_the_first_start_is_a_state_too(tiny_card):
     (tiny_card / "ballast").unlink()
     trapd("sim", "default", "--storage", tiny_card / "trapd")
     assert "events: none" not in trapd("status", "--storage", tiny_card / "trapd").stdout
+
+
+def test_an_unusable_shared_memory_file_is_not_taken_for_damage(tmp_path):
+    store = Store(tmp_path, min_free_mb=0)
+    store.open_event("ST", "D", "pir", 1, 1)
+    store.close()
+    os.mkfifo(tmp_path / (DB_NAME + "-shm"))           # SQLite cannot size it (SHMOPEN)
+    again = Store(tmp_path, min_free_mb=0)
+    assert again.open_event("ST", "D", "pir", 1, 1).number == 2     # same index, not rebuilt
+    assert not [p for p in tmp_path.iterdir() if ".damaged-" in p.name]
+    again.close()

@@ -12,7 +12,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_NOTADB = 10, 11, 13, 26
-SQLITE_IOERR_SHMSIZE = 4874
+SQLITE_IOERR_SHMOPEN, SQLITE_IOERR_SHMSIZE, SQLITE_IOERR_SHMLOCK, SQLITE_IOERR_SHMMAP = (
+    4618, 4874, 5130, 5386)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -143,8 +144,16 @@ def _undecodable_text(db: sqlite3.Connection) -> str | None:
     return None
 
 
+def is_shared_memory_error(exc: sqlite3.Error) -> bool:
+    """The WAL's -shm file cannot be opened, sized or mapped: not damage to the index."""
+    return getattr(exc, "sqlite_errorcode", None) in (
+        SQLITE_IOERR_SHMOPEN, SQLITE_IOERR_SHMLOCK, SQLITE_IOERR_SHMMAP)
+
+
 def is_damage(exc: sqlite3.DatabaseError) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
+    if is_shared_memory_error(exc) or code == SQLITE_IOERR_SHMSIZE:
+        return False
     if code is not None and code & 0xFF in (SQLITE_CORRUPT, SQLITE_NOTADB, SQLITE_IOERR):
         return True
     text = str(exc)

@@ -32,7 +32,8 @@ from trapd.errors import StorageError
 from trapd.health import (HEALTH_FILE, INDEX_FULL, STORAGE_FULL, STORAGE_LINK, Health,
                           read_health)
 from trapd.queue_index import (SQLITE_FULL, SQLITE_IOERR, SQLITE_IOERR_SHMSIZE, Transaction,
-                                connect, highest_event_number_in, index_damage, is_damage)
+                                connect, highest_event_number_in, index_damage, is_damage,
+                                is_shared_memory_error)
 from trapd.recovery import (IMAGE_NAME, TEMP_NAME, NotOurPhoto, PhotoRecord, free_name,
                             insert_photo_rows,
                             highest_number_in_names, is_inside, own_files, read_photo,
@@ -134,6 +135,12 @@ class Store:
         try:
             return connect(self.root / DB_NAME)
         except sqlite3.OperationalError as exc:
+            if is_shared_memory_error(exc):
+                # The -shm file cannot be used (seen on FUSE after a power cut): the
+                # index itself is fine; keep its WAL index in this process instead.
+                log.warning("the index's shared-memory file cannot be used (%s); readers "
+                            "such as `trapd status` wait until the next start", exc)
+                return connect(self.root / DB_NAME, exclusive=True)
             if not self._is_full(exc):
                 raise
             if self._release_reserve():
