@@ -35,7 +35,6 @@ import hashlib
 import logging
 import os
 import random
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -350,12 +349,13 @@ class Campaign:
         sim's virtual time (in process: the fault lives at the Picamera2 seam),
         PIR edges meanwhile; then the fault clears and an animal passes."""
         from camera_fakes import failing_captures
+        from camera_faults import LogLines
         from conftest import Bench
         from trapd.daemon import Hardware, build_trap, close_trap
         b = Bench(self.workdir / "camera-fail", {
             "storage": {"root": str(self.storage), "min_free_mb": 0},
             "filter": {"enabled": False}, "burst": {"frames": 3, "interval_s": 0.2}})
-        lines = _LogLines()
+        lines = LogLines()
         logging.getLogger("trapd").addHandler(lines)
         try:
             close_trap(b.trap)
@@ -396,15 +396,6 @@ class Campaign:
         (folder / "holiday" / "beach.jpg").write_bytes(b"\xff\xd8 a beach \xff\xd9")
         (folder / "ST01_20261203_120000_E000001_01.jpg.tmp").write_bytes(b"looks like ours")
         (folder / "ST01_20261203_120000_E000002_01.jpg").write_bytes(b"looks like ours too")
-
-
-class _LogLines(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.count = 0
-
-    def emit(self, record):
-        self.count += 1
 
 
 def sha256(path: Path) -> str:
