@@ -56,7 +56,7 @@ from trapd.metadata import local_time  # noqa: E402
 from trapd.recovery import IMAGE_NAME, xmp_fields  # noqa: E402
 
 CAPTURE_TIMEOUT_S = 30
-CARD_SIZE = "768m"
+CARD_SIZE = "3g"   # room for a long campaign's photos (RAM-backed)
 FIRST_LINKED_DAY = dt.datetime(2031, 1, 1, 12, tzinfo=dt.timezone.utc)
 KINDS = ("kill-capture", "kill-startup", "kill-export", "kill-offload", "index-flip",
          "index-truncate", "wal-removal", "link-images", "link-date", "card-full", "camera-fail")
@@ -203,7 +203,11 @@ class Campaign:
     def run(self, kind: str) -> Outcome:
         outcome = Outcome(kind)
         highest = self.highest_event()
-        skipped = getattr(self, "fault_" + kind.replace("-", "_"))(outcome)
+        try:
+            skipped = getattr(self, "fault_" + kind.replace("-", "_"))(outcome)
+        except Exception:       # the harness's own failure: counted, the campaign goes on
+            outcome.tracebacks.append("harness: " + traceback.format_exc(limit=4))
+            return outcome
         if skipped and skipped != "captured":
             outcome.skipped = skipped
             return outcome
@@ -332,12 +336,12 @@ class Campaign:
         if not self.card_is_tmpfs:
             return "needs a tmpfs card (root)"
         ballast = self.storage.parent / "someone-elses-ballast"
-        with open(ballast, "wb") as f:
-            try:
+        try:
+            with open(ballast, "wb") as f:
                 while True:
                     f.write(b"\0" * 2**20)
-            except OSError:
-                pass
+        except OSError:     # full: what the other process wanted
+            pass
         try:
             self.capture_once(outcome, photos=False)
         finally:
