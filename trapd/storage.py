@@ -377,9 +377,9 @@ class Store:
         """images/<relative>, made if needed; never a link (a linked date folder
         is stepped around with a new name; a linked images/ is not written through)."""
         images = self.root / IMAGES_DIR
-        if images.is_symlink() and not is_inside(self._root_real, images):
-            self.health.set(STORAGE_LINK, f"{images} is a link to {os.path.realpath(images)}, "
-                            "outside the storage root: nothing is written through it")
+        if images.is_symlink():     # recovery and verify never follow it either
+            self.health.set(STORAGE_LINK, f"{images} is a link to {os.path.realpath(images)}: "
+                            "nothing is written through it (make it a folder)")
             return None
         try:
             _make_dir(images)
