@@ -5,13 +5,16 @@ Contract (other tools rely on it, see DESIGN.md):
   fsync'd, and only then is its row committed: a crash at any instant leaves
   no truncated JPEG reachable from the index;
 - event numbers come from an AUTOINCREMENT key committed before any file of
-  the event is written, so they are never reused, across restarts too;
-- below the free-space floor nothing more is saved (said once, counted) and
-  nothing is ever deleted;
-- at start-up temporaries are removed, events left open are marked
-  interrupted, and JPEGs without a row are moved to `quarantine/` (kept).
+  the event is written, and are noted in `event-number` beside the index, so
+  they are never reused, across restarts, a lost -wal or a rebuilt index;
+- below the free-space floor nothing more is saved (said once, a degraded
+  state) and nothing is ever deleted; a 1 MB reserve lets the index record a
+  full card;
+- at start-up a damaged index is set aside and rebuilt from the photos' tags,
+  trapd's temporaries are removed, events left open are marked interrupted,
+  photos without a row are indexed again from their tags (unreadable ones are
+  moved to `quarantine/`, kept); nothing is reached through a link.
 """
-
 from __future__ import annotations
 
 import datetime as dt
