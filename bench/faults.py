@@ -101,11 +101,15 @@ class Campaign:
                      photos: bool = True) -> None:
         """Start the trap, wait for a new photo (or, `photos=False`, a new event:
         a card that cannot take photos), stop it with SIGTERM."""
+        started_wall = time.time()
+
         def progress():
-            return set(self._indexed_files()) if photos else set(range(self._event_count()))
-        # Photos known before the fault count as old even where a damaged index
-        # hid them (its rebuild shows them again: that is not a new capture).
-        before = progress() | (set(self.committed) if photos else set())
+            if not photos:
+                return set(range(self._event_count()))
+            # Written after this start: a photo a recovery indexed again is not a capture.
+            return {f for f in self._indexed_files() if _written_since(self.storage / f,
+                                                                        started_wall)}
+        before = progress()
         started = time.monotonic()
         trap = start_trap(self.config, scenario or self.calm_scenario, self.storage, self.log)
         deadline = started + CAPTURE_TIMEOUT_S
@@ -223,7 +227,7 @@ class Campaign:
         time.sleep(self.rng.uniform(0.3, 2.5))
         kill_trap(trap)
         self._stderr_check(outcome, "killed trapd sim")
-        self._remember_committed_by_index()
+        self._remember()        # a photo whose row committed before the kill is committed
 
     def fault_kill_startup(self, outcome: Outcome) -> None:
         """SIGKILL during start-up and its recovery (imports, index check, re-indexing)."""
@@ -272,10 +276,6 @@ class Campaign:
         except sqlite3.Error:
             return []
 
-    def _remember_committed_by_index(self) -> None:
-        """A photo whose row committed before the kill is committed (the contract)."""
-        self._remember()
-
     def fault_index_flip(self, outcome: Outcome) -> None:
         db = self.storage / "queue.db"
         data = bytearray(db.read_bytes())
@@ -293,8 +293,9 @@ class Campaign:
         for suffix in ("-wal", "-shm"):
             (self.storage / f"queue.db{suffix}").unlink(missing_ok=True)
 
-    def fault_link_images(self, outcome: Outcome) -> str | None:
-        """images/ becomes a link to someone else's folder for one run, then back."""
+    def fault_link_images(self, outcome: Outcome) -> None:
+        """images/ becomes a link to someone else's folder for one run (events
+        recorded, no photo), then a folder again (the next run must save photos)."""
         images = self.storage / "images"
         kept = self.storage.parent / "images-kept"   # same file system: a rename
         os.replace(images, kept)
@@ -304,9 +305,8 @@ class Campaign:
         finally:
             images.unlink()
             os.replace(kept, images)
-        return None
 
-    def fault_link_date(self, outcome: Outcome) -> None:
+    def fault_link_date(self, outcome: Outcome) -> str:
         """A date folder linked out of the root before the trap's first photo
         that day: the trap saves beside it (a new day for each such fault)."""
         day = FIRST_LINKED_DAY + dt.timedelta(days=self.linked_days)
@@ -400,6 +400,13 @@ class Campaign:
         (folder / "holiday" / "beach.jpg").write_bytes(b"\xff\xd8 a beach \xff\xd9")
         (folder / "ST01_20261203_120000_E000001_01.jpg.tmp").write_bytes(b"looks like ours")
         (folder / "ST01_20261203_120000_E000002_01.jpg").write_bytes(b"looks like ours too")
+
+
+def _written_since(path: Path, wall_s: float) -> bool:
+    try:
+        return path.stat().st_mtime >= wall_s - 0.01
+    except OSError:
+        return False
 
 
 def sha256(path: Path) -> str:
