@@ -184,8 +184,9 @@ class Campaign:
         numbers = defaultdict(set)
         for file in indexed:
             found = IMAGE_NAME.match(Path(file).name)
-            if found:
-                numbers[int(found["number"])].add(self._event_of(file))
+            event_id = self._event_of(file)
+            if found and event_id:      # None: freed by `offload --free`, its row kept
+                numbers[int(found["number"])].add(event_id)
         for number, ids in numbers.items():
             if len(ids) > 1:
                 outcome.reused.append(f"E{number:06d} names two events: {sorted(ids)}")
@@ -193,12 +194,12 @@ class Campaign:
         if new and min(new) <= highest_before:
             outcome.reused.append(f"E{min(new):06d} reused (earlier maximum E{highest_before:06d})")
 
-    def _event_of(self, file: str) -> str:
+    def _event_of(self, file: str) -> str | None:
         """The event id a photo's own tags give (its XMP)."""
         try:
             return xmp_fields((self.storage / file).read_bytes()).get("EventID", "?")
         except OSError:
-            return "?"
+            return None
 
     def highest_event(self) -> int:
         return max(self.events, default=0)
