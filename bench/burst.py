@@ -201,7 +201,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    spare = lendable_buffers(load_config())
+    config = load_config()
+    spare = lendable_buffers(config, config.hardware.camera.buffer_count)
     if args.child:
         child(MEMORY_BURST_FRAMES, args.workers, spare)
         return 0

@@ -16,6 +16,11 @@ Usage: .venv/bin/python bench/trigger.py [--events 12] [--main 640x480]
 The simulator does not model the Pi's camera start-up or mode-switch time
 (0.5-0.7 s on a Pi, picamera2 #1062): standby and still-switch figures here
 are lower bounds.
+
+`--real` (in the real-camera lane: `ci/realcam/run.sh --bench`) adds the same
+streaming and standby rows on the real picamera2 and libcamera (the virtual
+camera: real request queue, buffers and threads; frames paced by our handler
+patch, no sensor start-up time either), in the same run as hw_sim's.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from hw_sim.pir import PirOutputPin
 from hw_sim.scenario import Conditions, Scenario
 from hw_sim.scene import Scene
 from trapd.camera import yuv420_planes
-from trapd.clock import RealtimeClock
+from trapd.clock import RealtimeClock, SystemClock
 from trapd.config import load_config_with
 from trapd.daemon import Hardware, build_trap, close_trap
 from trapd.writer import FrameWriter, Written
@@ -77,19 +82,47 @@ def pulse_times(events: int, gap_s: float) -> list[float]:
     return times
 
 
+class SimCamera:
+    """hw_sim's camera at wall-clock pace: PIR edges ride the clock's schedule."""
+
+    def __init__(self):
+        self.clock = RealtimeClock()
+        self.rig = CameraRig(_scene(self.clock), self.clock)
+        self.picamera2_class = self.rig.picamera2_class
+
+    def at(self, t_ns: int, callback) -> None:
+        self.clock.call_at(t_ns, callback)
+
+
+class RealCamera:
+    """The real picamera2 on libcamera (the lane's virtual camera): nothing
+    advances a clock, so PIR edges come from timer threads."""
+
+    rig = None
+
+    def __init__(self, picamera2_class: type):
+        self.clock = SystemClock()
+        self.picamera2_class = picamera2_class
+
+    def at(self, t_ns: int, callback) -> None:
+        timer = threading.Timer((t_ns - time.monotonic_ns()) / NS, callback)
+        timer.daemon = True
+        timer.start()
+
+
 def run_trap(tmp: Path, mode: str, events: int, main_size, sync: bool = False,
-             idle_s: float = 10.0) -> dict:
+             idle_s: float = 10.0, camera=None) -> dict:
     overrides = {"hardware": {"camera": {"main_size": list(main_size)}},
                  "power": {"mode": mode}, "filter": {"enabled": False},
                  "burst": {"frames": 3, "interval_s": 0.0, "pre_trigger_frames": 2},
                  "storage": {"root": str(tmp / "storage"), "min_free_mb": 0}}
     config = load_config_with(overrides)
-    clock = RealtimeClock()
-    rig = CameraRig(_scene(clock), clock)
+    camera = camera or SimCamera()
+    clock = camera.clock
     factory = MockFactory()
     pin = factory.pin(config.hardware.pir_pin, pin_class=PirOutputPin)
     got = []
-    trap = build_trap(config, Hardware(rig.picamera2_class, factory, clock), str(tmp / mode),
+    trap = build_trap(config, Hardware(camera.picamera2_class, factory, clock), str(tmp / mode),
                       got.append)
     if sync:
         trap.writer = SyncWriter(trap.store.save_file, clock.monotonic_ns, workers=1)
@@ -97,40 +130,43 @@ def run_trap(tmp: Path, mode: str, events: int, main_size, sync: bool = False,
     # Event: 2 pre-trigger + 3 frames at 10 fps ~ 0.3 s + PIR high 0.2 s; next edge 0.55 s later.
     edges = [start + int(s * NS) for s in pulse_times(events, 0.55)]
     for e in edges:
-        clock.call_at(e, pin.drive_high)
-        clock.call_at(e + int(0.2 * NS), pin.drive_low)
+        camera.at(e, pin.drive_high)
+        camera.at(e + int(0.2 * NS), pin.drive_low)
     end = edges[-1] + int(3 * NS)
-    clock.call_at(end, trap.wake)      # a standby wait ends here
+    camera.at(end, trap.wake)      # a standby wait ends here
     while clock.monotonic_ns() < end:
         trap.step()
     trap.finish()
-    cpu_idle = _idle_cpu(trap, clock, rig, idle_s)
+    cpu_idle = _idle_cpu(trap, camera, idle_s)
     close_trap(trap)
     factory.close()
     return _figures(edges, got, cpu_idle)
 
 
-def _idle_cpu(trap, clock, rig, seconds: float) -> tuple[float, float]:
+def _idle_cpu(trap, camera, seconds: float) -> tuple[float, float | None]:
     """(CPU share of one core of the whole process, the part spent rendering the
-    simulated scene) over `seconds` of idle trap, no PIR edge."""
+    simulated scene, None on a real camera) over `seconds` of idle trap, no PIR edge."""
     render_cpu = [0.0]
-    render = rig.scene.render_bgr
+    if camera.rig is not None:
+        render = camera.rig.scene.render_bgr
 
-    def timed_render(*args):
-        t = time.thread_time()
-        try:
-            return render(*args)
-        finally:
-            render_cpu[0] += time.thread_time() - t
+        def timed_render(*args):
+            t = time.thread_time()
+            try:
+                return render(*args)
+            finally:
+                render_cpu[0] += time.thread_time() - t
 
-    rig.scene.render_bgr = timed_render
+        camera.rig.scene.render_bgr = timed_render
+    clock = camera.clock
     start, cpu0 = clock.monotonic_ns(), time.process_time()
     end = start + int(seconds * NS)
-    clock.call_at(end, trap.wake)
+    camera.at(end, trap.wake)
     while clock.monotonic_ns() < end:
         trap.step()
     elapsed = (clock.monotonic_ns() - start) / NS
-    return (time.process_time() - cpu0) / elapsed, render_cpu[0] / elapsed
+    return ((time.process_time() - cpu0) / elapsed,
+            render_cpu[0] / elapsed if camera.rig is not None else None)
 
 
 def _figures(edges, reports, cpu_idle) -> dict:
@@ -220,6 +256,8 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=12)
     parser.add_argument("--main", default="640x480")
     parser.add_argument("--idle-s", type=float, default=10.0, help="idle CPU measured over this")
+    parser.add_argument("--real", action="store_true",
+                        help="also run on the real picamera2 (the real-camera lane)")
     args = parser.parse_args()
     main_size = tuple(int(v) for v in args.main.split("x"))
     rows = []
@@ -229,6 +267,12 @@ def main() -> int:
         rows.append(("standby (camera off when idle)", run_trap(tmp / "b", "standby", args.events, main_size, idle_s=args.idle_s)))
         rows.append(("baseline: streaming, sync writer", run_trap(tmp / "c", "streaming", args.events, main_size, sync=True, idle_s=args.idle_s)))
         rows.append(("baseline: still switch (pi-timolo)", run_still_switch(tmp, args.events, main_size)))
+        if args.real:
+            from picamera2 import Picamera2
+            for mode in ("streaming", "standby"):
+                rows.append((f"real picamera2: {mode}",
+                             run_trap(tmp / f"real-{mode}", mode, args.events, main_size,
+                                      idle_s=args.idle_s, camera=RealCamera(Picamera2))))
     print(f"PIR edge -> frame, ms ({args.events} edges, main {args.main}, 10 fps = 100 ms/frame, "
           f"{os.cpu_count()} cores)")
     print("next = next frame delivered after the edge (the last pre-trigger frame in streaming);")
@@ -237,8 +281,8 @@ def main() -> int:
           f"{'trap p95':>8} {'stored p50':>10} {'stored p95':>10} {'pre-trigger':>12} {'idle CPU, 1 core = 100 %':>30}")
     for name, r in rows:
         pre = f"{min(r['pre'])}-{max(r['pre'])}" if r["pre"] else "n/a"
-        cpu = ("n/a" if r["cpu_idle"] is None else
-               f"{100 * r['cpu_idle'][0]:.1f} % (sim render {100 * r['cpu_idle'][1]:.1f} %)")
+        cpu = ("n/a" if r["cpu_idle"] is None else f"{100 * r['cpu_idle'][0]:.1f} %" + (
+            "" if r["cpu_idle"][1] is None else f" (sim render {100 * r['cpu_idle'][1]:.1f} %)"))
         print(f"{name:36} {r['recorded']:>4}/{r['edges']:<4} {_p(r['next'], 95):>8} "
               f"{_p(r['first'], 50):>9} {_p(r['first'], 95):>9} {_p(r['soft'], 95):>8} "
               f"{_p(r['stored'], 50):>10} {_p(r['stored'], 95):>10} {pre:>12} {cpu:>30}")

@@ -80,14 +80,14 @@ NS = 1_000_000_000
 class Bench:
     """A trap on simulated hardware, driven step by step in virtual time."""
 
-    def __init__(self, tmp_path, overrides=None, animals=()):
+    def __init__(self, tmp_path, overrides=None, animals=(), rig_options=None):
         self.config = make_config(tmp_path, overrides)
         morning = datetime(2026, 11, 26, 6, tzinfo=timezone.utc)
         self.clock = VirtualClock(start_wall_ns=int(morning.timestamp() * NS))
         scenario = Scenario(name="bench", duration_s=600, seed=3, start_time=morning,
                             conditions=(Conditions(0, "day", 0.0),), animals=tuple(animals))
         self.scene = Scene(scenario, self.clock.monotonic_ns())
-        self.rig = CameraRig(self.scene, self.clock)
+        self.rig = CameraRig(self.scene, self.clock, **(rig_options or {}))
         self.factory = MockFactory()
         self.pin = self.factory.pin(self.config.hardware.pir_pin, pin_class=PirOutputPin)
         self.events = []
@@ -120,8 +120,8 @@ class Bench:
 def bench(tmp_path):
     benches = []
 
-    def make(overrides=None, animals=()):
-        benches.append(Bench(tmp_path, overrides, animals))
+    def make(overrides=None, animals=(), **rig_options):
+        benches.append(Bench(tmp_path, overrides, animals, rig_options))
         return benches[-1]
 
     yield make

@@ -22,7 +22,6 @@ an encoder still reading one of its buffers.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 import threading
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simplejpeg
 
+from trapd.camera_config import CameraMismatch, Granted, check_granted, video_configuration
 from trapd.clock import Clock
 from trapd.config import CameraConfig
 from trapd.errors import CameraUnavailable, CaptureFailed
@@ -53,6 +53,9 @@ RETRY_MAX_DELAY_S = 300.0
 # a stop request that slips in just before a wait is seen this much later at worst.
 RETRY_WAIT_STEP_S = 1.0
 OPEN_ERRORS = (RuntimeError, OSError, TimeoutError)
+# What a skipped control would have done, for the log line that says it was skipped.
+CONTROL_PURPOSE = {"ExposureTime": "the night exposure cap",
+                   "AnalogueGain": "the gain limit"}
 # Longest a stop or close waits for lent buffers: several 12 MP encodes on a Pi Zero.
 LENT_BUFFERS_WAIT_S = 30.0
 
@@ -161,6 +164,8 @@ class Camera:
         self._lent_back = threading.Condition()
         self._outage: _Outage | None = None
         self._controls: dict = {}       # set_controls so far, applied again on a reopen
+        self._granted: Granted | None = None    # what the open camera granted
+        self._missing_controls: set[str] = set()    # not advertised, logged once each
 
     def open(self) -> None:
         """Open and start now, retrying a few times with back-off; CameraUnavailable
@@ -171,6 +176,9 @@ class Camera:
             try:
                 self._open_once()
                 return
+            except CameraMismatch as exc:     # the same camera grants the same again
+                self._close_quietly()
+                raise CameraUnavailable(str(exc)) from exc
             except OPEN_ERRORS as exc:
                 self._close_quietly()
                 log.warning("camera open attempt %d/%d failed: %s", attempt, REOPEN_ATTEMPTS, exc)
@@ -204,25 +212,12 @@ class Camera:
             raise RuntimeError(f"no camera found (is the ribbon cable seated? camera {self._camera_num})")
         picam2 = self._picamera2_class(self._camera_num)
         self._picam2 = picam2
-        picam2.configure(self._video_configuration(picam2))
-        if self._controls:      # e.g. the night exposure cap, from the first frame on
-            picam2.set_controls(dict(self._controls))
-        picam2.start()
         self.model = str(picam2.camera_properties.get("Model", "unknown"))
-
-    def _video_configuration(self, picam2) -> dict:
-        cfg = self._config
-        frame_us = int(round(1_000_000 / cfg.frame_rate))
-        kwargs = dict(
-            main={"format": "YUV420", "size": tuple(cfg.main_size)},
-            lores={"format": "YUV420", "size": tuple(cfg.lores_size)},
-            buffer_count=cfg.buffer_count,
-            queue=True,
-            controls={"FrameDurationLimits": (frame_us, frame_us)},
-        )
-        if cfg.rotation_deg == 180:
-            kwargs["transform"] = _transform_class(self._picamera2_class)(hflip=1, vflip=1)
-        return picam2.create_video_configuration(**kwargs)
+        picam2.configure(video_configuration(picam2, self._picamera2_class, self._config))
+        self._granted = check_granted(picam2, self._picamera2_class, self._config)
+        if self._controls:      # e.g. the night exposure cap, from the first frame on
+            self._apply_controls(dict(self._controls))
+        picam2.start()
 
     def next_frame(self) -> Frame:
         """The next frame, newest first. On a timeout or camera error the camera
@@ -318,7 +313,24 @@ class Camera:
         also those of a reopened camera."""
         self._controls.update(controls)
         if self._picam2 is not None:
+            self._apply_controls(controls)
+
+    def _apply_controls(self, controls: dict) -> None:
+        """Set the controls this camera advertises; skip the others with one log line each."""
+        advertised = self._granted.controls if self._granted else None
+        if advertised is not None:
+            for name in sorted(set(controls) - advertised - self._missing_controls):
+                self._missing_controls.add(name)
+                log.warning("camera %s has no %s control: %s is skipped", self.model, name,
+                            CONTROL_PURPOSE.get(name, "setting it"))
+            controls = {k: v for k, v in controls.items() if k in advertised}
+        if controls:
             self._picam2.set_controls(controls)
+
+    @property
+    def buffers(self) -> int:
+        """Camera buffers per stream: those granted once open, else those asked."""
+        return self._granted.buffers if self._granted else self._config.buffer_count
 
     @property
     def running(self) -> bool:
@@ -351,14 +363,6 @@ class Camera:
                 log.debug("camera %s during recovery failed: %s", step, exc)
 
 
-def _transform_class(picamera2_class: type):
-    """libcamera.Transform on a Pi; the stand-in's own Transform in hw_sim."""
-    try:
-        return importlib.import_module("libcamera").Transform
-    except ImportError:
-        return importlib.import_module(picamera2_class.__module__).Transform
-
-
 def _mapped_array_class(picamera2_class: type) -> type | None:
     """picamera2.MappedArray beside the real class; hw_sim's beside the stand-in.
     None (always copy) for a camera module without one."""
@@ -382,7 +386,7 @@ class FrameRing:
 
     def __init__(self, hold: int, keep_lores: int, lores_size: tuple[int, int]) -> None:
         w, h = lores_size
-        self._hold = hold
+        self.hold = hold        # lowered when the camera granted fewer buffers than asked
         self._held: deque[Frame] = deque()
         self._lores = np.zeros((max(keep_lores, 1), h, w), np.uint8)
         self._lores_ts = np.full(max(keep_lores, 1), -1, np.int64)
@@ -397,11 +401,11 @@ class FrameRing:
         self._lores[slot] = frame.lores_y
         self._lores_ts[slot] = frame.sensor_timestamp_ns
         self._next_slot = (slot + 1) % len(self._lores)
-        if self._hold == 0:
+        if self.hold == 0:
             frame.release()
             return
         self._held.append(frame)
-        while len(self._held) > self._hold:
+        while len(self._held) > self.hold:
             self._held.popleft().release()
 
     def take_before(self, t_ns: int) -> list[Frame]:

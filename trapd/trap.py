@@ -83,11 +83,16 @@ class _Event:
         self.tail = 0           # frames left before closing, after the burst
 
 
-def lendable_buffers(config: Config) -> int:
-    """Camera buffers the encoders may read in place: the ring holds the
-    pre-trigger frames' buffers and the camera needs CAMERA_FREE_BUFFERS."""
-    return (config.hardware.camera.buffer_count - CAMERA_FREE_BUFFERS
-            - config.burst.pre_trigger_frames)
+def held_buffers(config: Config, buffers: int) -> int:
+    """Pre-trigger frames the ring may hold in their camera buffers, of `buffers`
+    granted: the camera needs CAMERA_FREE_BUFFERS to keep capturing."""
+    return max(0, min(config.burst.pre_trigger_frames, buffers - CAMERA_FREE_BUFFERS))
+
+
+def lendable_buffers(config: Config, buffers: int) -> int:
+    """Camera buffers, of `buffers` granted, the encoders may read in place
+    beside the pre-trigger frames the ring holds."""
+    return max(0, buffers - CAMERA_FREE_BUFFERS - held_buffers(config, buffers))
 
 
 class Trap:
@@ -158,6 +163,7 @@ class Trap:
             self._camera_failed(str(exc))
             return
         self.last_frame_ns = frame.sensor_timestamp_ns
+        self._ring.hold = held_buffers(self.config, self.camera.buffers)
         if self.station.camera_model != self.camera.model:   # opened after a degraded start
             self.station = dataclasses.replace(self.station, camera_model=self.camera.model)
         frame.arrived_ns = self.clock.monotonic_ns()
@@ -393,7 +399,7 @@ class Trap:
 
     def _image_of(self, frame: Frame) -> YuvCopy | LentMain:
         """The frame's camera buffer itself while the camera can spare it, else a copy."""
-        return self.camera.lend_main(frame, lendable_buffers(self.config)) or YuvCopy.of(frame)
+        return self.camera.lend_main(frame, lendable_buffers(self.config, self.camera.buffers)) or YuvCopy.of(frame)
 
     def _tagger(self, frame: Frame, record: FrameRecord):
         """A function adding this frame's EXIF and XMP to its JPEG (run on a writer thread)."""
