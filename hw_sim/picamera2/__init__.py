@@ -1,0 +1,97 @@
+"""An honest stand-in for ``picamera2.Picamera2`` (0.3.38), driven by a scene and a clock.
+
+trapd's camera adapter is handed a Picamera2 *class*. On a Pi that is ``picamera2.Picamera2``;
+in simulation it is ``CameraRig(scene, clock).picamera2_class``, a subclass of the `Picamera2`
+below bound to one rig. Every member offered here under a real name takes the real parameters
+in the real order with the real defaults (tests/test_sim_picamera2.py checks them against
+../shared/picamera2-api/api.json); everything else is private, so code written against the
+simulator calls the real camera correctly.
+
+How frames flow
+---------------
+While the camera is started the sensor runs on the rig's clock (a VirtualClock or
+RealtimeClock): every frame is a ``clock.call_at`` event. Frame k has SensorTimestamp
+ts_k = ts_(k-1) + FrameDuration_(k-1), with ts_0 = the time of start(), so with a fixed frame
+period ts_k = start + k * period. It reaches picamera2 at ts_k + FrameDuration_k. Like
+SensorTimestamp on a Pi, ts_k is the end of exposure: the exposure ran from
+ts_k - 1000 * ExposureTime to ts_k, and the scene is rendered at its middle,
+ts_k - 500 * ExposureTime. On arrival a frame goes through the same machinery as picamera2's
+event loop: it becomes a CompletedRequest, queued jobs run in order (capture, flush, mode
+switch ...), and with ``queue=True`` and buffer_count > 1 the newest completed request is kept
+for the next caller, so a capture can return a frame from before the call. A capture with a
+``wait`` waits by advancing the clock to the next frame.
+
+Simulated, as the real camera does it
+- configuration dicts (keys, defaults per use case), ValueError for bad stream keys at
+  create time, RuntimeError at configure() for odd sizes, lores larger than main, non-YUV lores;
+  configure() adds "stride" (YUV420: width rounded up to 64; RGB888/BGR888: 3*width and
+  XBGR8888/XRGB8888: 4*width, rounded up to 64) and "framesize", picks a sensor mode like
+  picamera2 does, and fills in the raw stream and "sensor".
+- array layouts: RGB888 is BGR in memory, BGR888 is RGB, XBGR8888 is (h, w, 4), YUV420 is
+  (h*3/2, stride) uint8 with the U and V planes packed at half stride (picamera2's unpacking
+  ``r = a.reshape(2 * a.shape[0], stride // 2); U = r[2h:2h + h//2, :w//2]``, V after it).
+  YUV is full-range BT.601 (JFIF), so simplejpeg's planar encoder gets what it expects.
+- frame timing: FrameDurationLimits (or FrameRate), the sensor mode's fastest frame, and the
+  exposure; ExposureTime / AnalogueGain 0 mean auto (the scene's values, capped by the frame
+  duration, the gain making up the difference), AeEnable False holds the current values.
+- metadata: SensorTimestamp, ExposureTime, FrameDuration, AnalogueGain, DigitalGain, Lux,
+  ColourTemperature, ColourGains, FocusFoM, SensorBlackLevels, ColourCorrectionMatrix,
+  ScalerCrop, AeLocked, FrameWallClock; SensorTemperature only on sensors that report it
+  (imx708); AfState, AfPauseState and LensPosition only on an autofocus rig.
+- buffers: buffer_count requests, shared by the queued request and whatever the application
+  holds; with all of them held no frame can land and captures stall (a numeric wait times out).
+  CompletedRequest.release() past zero raises, as picamera2's does.
+- MappedArray(request, stream): the buffer itself as an array while the context is open (no
+  copy; YUV420 as (h*3/2, stride), RGB as (h, stride / bytes per pixel, bytes), padding kept);
+  on a released request it raises.
+- jobs: wait None/True blocks, a number raises TimeoutError after that much clock time,
+  False returns a Job. A job that timed out stays queued and takes a later frame (whose
+  buffer then leaks until stop()) unless cancel_all_and_flush() is called, as on a Pi.
+- JPEG/EXIF exactly as CompletedRequest.save does: simplejpeg at options.get("quality", 90),
+  EXIF from piexif spliced in after SOI, the user's exif_data merged shallowly per IFD, the
+  date from the rig clock's wall time. Its quirks come along: the format comes from
+  ``format`` or from a *str* path's extension; a BytesIO needs format="jpeg"; a pathlib.Path
+  goes through PIL and gets no EXIF.
+- Picamera2.options starts empty, as in picamera2's source (so read it with .get()).
+- faults (CameraRig): open failures, a busy camera (second open), hang, timeouts, unplug.
+
+Not simulated
+- the raw Bayer stream is configured and reported but has no pixels (make_array("raw") and
+  DNG raise); encoders, recording and previews do not exist here.
+- ScalerCrop (reported, not applied), colour spaces (all YUV is full-range BT.601), noise,
+  focus blur, rolling shutter. Transform flips are applied; only rotation 0/180 exist.
+- AE settles at once (AeLocked after the first 3 frames); controls take effect from the next
+  frame (2-3 frames on a Pi); FocusFoM is a constant; autofocus takes AF_SCAN_NS and lands on
+  AF_FOCUSED_LENS_POSITION.
+- A capture on a camera that is not started raises RuntimeError (a Pi would wait forever).
+- A capture with wait=None that cannot get a frame (hang, unplug, every buffer held) blocks on
+  a threading.Condition until another thread calls clear_faults(), releases a request or
+  closes the camera (close cancels the job: CancelledError). With virtual time and a single
+  thread that is forever, exactly like the real camera after a frontend timeout.
+- Platform rules follow VC4 (Pi 4) where Pi 4 and Pi 5 differ (lores must be YUV).
+- Mode switches are instant (a Pi takes a few hundred ms); the first frame after start()
+  arrives one frame period later.
+
+Layout (along picamera2's own seams)
+- configuration.py: Transform, ColorSpace, creating, aligning and checking configuration
+  dicts, and what configure() fills in (strides, frame sizes, the raw stream).
+- pixels.py: buffer layouts per format, picamera2's array views, JPEG/EXIF and PIL saving.
+- sensor.py: the Scene protocol, sensor specs and modes, advertised controls, the exposure
+  model, metadata, autofocus, rendering a frame's streams.
+- requests.py: Job, CompletedRequest, MappedArray, and the request/buffer bookkeeping of
+  picamera2's event loop.
+- camera.py: Picamera2. rig.py: CameraRig and its faults.
+"""
+
+from .camera import Picamera2
+from .configuration import (
+    BYTES_PER_PIXEL, PICAMERA2_RGB_FORMATS, PICAMERA2_YUV_FORMATS, RGB_FORMATS, STRIDE_ALIGN,
+    YUV_FORMATS, ColorSpace, Transform)
+from .requests import CompletedRequest, Job, MappedArray
+from .rig import BUSY_MESSAGE, CameraRig
+from .sensor import SENSORS, Scene, SensorMode, SensorSpec, choose_sensor_mode, control_ranges, sensor_spec
+
+__all__ = ["BUSY_MESSAGE", "BYTES_PER_PIXEL", "CameraRig", "ColorSpace", "CompletedRequest", "Job",
+           "MappedArray", "PICAMERA2_RGB_FORMATS", "PICAMERA2_YUV_FORMATS", "Picamera2",
+           "RGB_FORMATS", "SENSORS", "STRIDE_ALIGN", "Scene", "SensorMode", "SensorSpec",
+           "Transform", "YUV_FORMATS", "choose_sensor_mode", "control_ranges", "sensor_spec"]
