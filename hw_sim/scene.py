@@ -9,6 +9,9 @@ run is scored against.
 
 Geometry is in frame fractions, so lores and main frames of the same instant
 show the same scene. Rendering is OpenCV drawing on a cached texture.
+
+`TestChart` is the other scene: flat bands of known colour under a fixed
+exposure, for tests that check pixel values.
 """
 
 from __future__ import annotations
@@ -223,3 +226,33 @@ def _ground_texture(w: int, h: int, seed: int) -> np.ndarray:
 def _noise_bank(w: int, h: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed + 1)
     return rng.normal(0, 1.5, size=(NOISE_BANK, h, w, 1)).astype(np.float32)
+
+
+class TestChart:
+    """A still test chart for checking pixel values: equal vertical bands of flat colour,
+    by default black (0, 0, 0), grey (128, 128, 128) and white (255, 255, 255) from left to
+    right, under a fixed exposure (so the camera applies no gain to it). `bands` are BGR."""
+
+    __test__ = False        # not a pytest class, whatever its name
+    BLACK_GREY_WHITE = ((0, 0, 0), (128, 128, 128), (255, 255, 255))
+    EXPOSURE = {"ExposureTime": 10_000, "AnalogueGain": 1.0, "DigitalGain": 1.0,
+                "Lux": 400.0, "ColourTemperature": 5000}
+
+    def __init__(self, bands: tuple[tuple[int, int, int], ...] = BLACK_GREY_WHITE) -> None:
+        self.bands = tuple(tuple(int(c) for c in band) for band in bands)
+
+    def band_centres(self, width: int) -> list[int]:
+        """The x of each band's middle column in a frame `width` pixels wide."""
+        n = len(self.bands)
+        return [(i * width // n + (i + 1) * width // n) // 2 for i in range(n)]
+
+    def render_bgr(self, t_ns: int, size: tuple[int, int]) -> np.ndarray:
+        w, h = size
+        image = np.empty((h, w, 3), np.uint8)
+        n = len(self.bands)
+        for i, colour in enumerate(self.bands):
+            image[:, i * w // n:(i + 1) * w // n] = colour
+        return image
+
+    def exposure(self, t_ns: int) -> dict:
+        return dict(self.EXPOSURE)

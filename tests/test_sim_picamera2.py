@@ -17,7 +17,8 @@ import piexif
 import pytest
 import simplejpeg
 
-from hw_sim.picamera2 import CameraRig, CompletedRequest, Job, MappedArray
+from hw_sim.picamera2 import CameraRig, ColorSpace, CompletedRequest, Job, MappedArray
+from hw_sim.scene import TestChart
 from trapd.clock import VirtualClock
 
 API_JSON = Path(__file__).resolve().parents[1].parent / "shared" / "picamera2-api" / "api.json"
@@ -200,7 +201,8 @@ def test_configure_refuses_while_running(camera):
 
 def test_yuv420_has_picamera2s_padded_layout_and_encodes_as_planes(camera):
     width, height = 2028, 1520
-    start_video(camera, main={"size": (width, height), "format": "YUV420"}, lores={"size": (320, 240)})
+    start_video(camera, main={"size": (width, height), "format": "YUV420"}, lores={"size": (320, 240)},
+                colour_space=ColorSpace.Sycc())     # full-range BT.601, as a JPEG holds
     with camera.captured_request(wait=1) as request:
         array = request.make_array("main")
         metadata = request.get_metadata()
@@ -554,3 +556,193 @@ def test_switch_mode_capture_request_and_stop_returns_a_still_and_stops(camera):
         assert camera.started is False
     finally:
         request.release()
+
+
+# ---------------------------------------------------------------------------------------------
+# Colour spaces
+# ---------------------------------------------------------------------------------------------
+
+# (Kr, Kb, limited range) of each colour space a Pi gives YUV streams.
+YCBCR = {"sYCC": (0.299, 0.114, False), "SMPTE170M": (0.299, 0.114, True),
+         "Rec709": (0.2126, 0.0722, True)}
+RED, GREEN, BLUE = (0, 0, 255), (0, 255, 0), (255, 0, 0)          # BGR
+
+
+def standard_yuv(bgr, colour_space):
+    """Y, U (Cb), V (Cr) by the textbook formulas (BT.601 / BT.709; full or limited range)."""
+    b, g, r = bgr
+    kr, kb, limited = YCBCR[str(colour_space)]
+    y = kr * r + (1 - kr - kb) * g + kb * b
+    cb, cr = (b - y) / (2 * (1 - kb)), (r - y) / (2 * (1 - kr))
+    if limited:
+        y, cb, cr = 16 + 219 * y / 255, 224 * cb / 255, 224 * cr / 255
+    return tuple(min(max(round(v), 0), 255) for v in (y, 128 + cb, 128 + cr))
+
+
+def yuv_planes(array, width, height):
+    """picamera2's unpacking of a YUV420 array: Y, U, V."""
+    reshaped = array.reshape(array.shape[0] * 2, array.shape[1] // 2)
+    return (array[:height, :width], reshaped[2 * height: 2 * height + height // 2, :width // 2],
+            reshaped[2 * height + height // 2:, :width // 2])
+
+
+def chart_yuv(clock, chart, colour_space, size=(1536, 864)):
+    """Y, U, V at the middle of each band of `chart`, on main and on lores."""
+    rig = CameraRig(chart, clock)
+    with rig.picamera2_class() as camera:
+        config = camera.create_video_configuration(
+            main={"size": size, "format": "YUV420"}, lores={"size": (320, 240)},
+            colour_space=colour_space)
+        camera.configure(config)
+        camera.start()
+        granted = camera.camera_configuration()["colour_space"]
+        with camera.captured_request(wait=1) as request:
+            result = {}
+            for name in ("main", "lores"):
+                width, height = camera.camera_configuration()[name]["size"]
+                y, u, v = yuv_planes(request.make_array(name), width, height)
+                result[name] = [(int(y[height // 2, x]), int(u[height // 4, x // 2]), int(v[height // 4, x // 2]))
+                                for x in chart.band_centres(width)]
+    return granted, result
+
+
+@pytest.mark.parametrize("colour_space, black, grey, white", [
+    (ColorSpace.Sycc(), (0, 128, 128), (128, 128, 128), (255, 128, 128)),
+    (ColorSpace.Smpte170m(), (16, 128, 128), (126, 128, 128), (235, 128, 128)),
+    (ColorSpace.Rec709(), (16, 128, 128), (126, 128, 128), (235, 128, 128)),
+])
+def test_yuv_has_the_range_of_the_colour_space_reported(clock, colour_space, black, grey, white):
+    granted, yuv = chart_yuv(clock, TestChart(), colour_space)
+    assert granted == colour_space
+    for name in ("main", "lores"):
+        assert yuv[name] == [black, grey, white], name
+
+
+@pytest.mark.parametrize("colour_space", [ColorSpace.Sycc(), ColorSpace.Smpte170m(), ColorSpace.Rec709()])
+def test_saturated_colours_follow_the_colour_spaces_matrix(clock, colour_space):
+    chart = TestChart(bands=(RED, GREEN, BLUE))
+    _, yuv = chart_yuv(clock, chart, colour_space)
+    for name in ("main", "lores"):
+        for got, bgr in zip(yuv[name], chart.bands):
+            expected = standard_yuv(bgr, colour_space)
+            assert max(abs(g - e) for g, e in zip(got, expected)) <= 1, (name, bgr, got, expected)
+    # BT.709 and BT.601 differ: pure red has less luma in Rec709.
+    if str(colour_space) == "Rec709":
+        assert yuv["main"][0][0] == 63 and standard_yuv(RED, ColorSpace.Smpte170m())[0] == 81
+
+
+def test_video_picks_its_colour_space_by_size_and_preview_and_still_use_sycc(camera):
+    def granted(config):
+        camera.configure(config)
+        return camera.camera_configuration()["colour_space"]
+
+    video = camera.create_video_configuration
+    assert video(main={"size": (640, 480)})["colour_space"] == ColorSpace.Smpte170m()
+    assert video(main={"size": (1280, 718)})["colour_space"] == ColorSpace.Smpte170m()
+    assert video(main={"size": (1280, 720)})["colour_space"] == ColorSpace.Rec709()
+    assert granted(video(main={"size": (640, 480), "format": "YUV420"})) == ColorSpace.Smpte170m()
+    assert granted(video(main={"size": (1920, 1080), "format": "YUV420"})) == ColorSpace.Rec709()
+    assert granted(video(main={"size": (640, 480)}, colour_space=ColorSpace.Sycc())) == ColorSpace.Sycc()
+    assert granted(camera.create_preview_configuration()) == ColorSpace.Sycc()
+    assert granted(camera.create_still_configuration()) == ColorSpace.Sycc()
+    # A Pi outputs sYCC, SMPTE170M or Rec709 only: others become the one with the same
+    # primaries and transfer function, else sYCC.
+    assert granted(video(colour_space=ColorSpace.Srgb())) == ColorSpace.Sycc()
+    assert granted(video(colour_space=ColorSpace.Rec2020())) == ColorSpace.Sycc()
+    assert [str(cs) for cs in (ColorSpace.Sycc(), ColorSpace.Smpte170m(), ColorSpace.Rec709())] == [
+        "sYCC", "SMPTE170M", "Rec709"]
+
+
+def test_rgb_streams_ignore_the_colour_space_and_a_yuv_lores_beside_them_follows_it(clock):
+    rig = CameraRig(TestChart(), clock)
+    with rig.picamera2_class() as camera:
+        camera.configure(camera.create_video_configuration(
+            main={"size": (1920, 1080), "format": "RGB888"}, lores={"size": (640, 360)}))
+        camera.start()
+        assert camera.camera_configuration()["colour_space"] == ColorSpace.Rec709()
+        main, lores, raw = camera.libcamera_config
+        assert (str(main.color_space), str(lores.color_space), str(raw.color_space)) == (
+            "Rec709/Rec709/None/Full", "Rec709", "RAW")
+        with camera.captured_request(wait=1) as request:
+            rgb = request.make_array("main")
+            y, _, _ = yuv_planes(request.make_array("lores"), 640, 360)
+        centres = TestChart().band_centres(1920)
+        assert [tuple(rgb[540, x]) for x in centres] == list(TestChart.BLACK_GREY_WHITE)
+        assert [int(y[180, x]) for x in TestChart().band_centres(640)] == [16, 126, 235]
+
+
+def test_a_jpeg_of_limited_range_yuv_has_grey_blacks(clock, tmp_path):
+    """picamera2 hands any YUV420 buffer to simplejpeg as it is: only sYCC decodes right."""
+    decoded = {}
+    for colour_space in (ColorSpace.Sycc(), ColorSpace.Rec709()):
+        rig = CameraRig(TestChart(), clock)
+        with rig.picamera2_class() as camera:
+            start_video(camera, main={"size": (1280, 720), "format": "YUV420"}, colour_space=colour_space)
+            path = tmp_path / f"{colour_space}.jpg"
+            camera.capture_file(str(path), wait=1)
+        image = simplejpeg.decode_jpeg(path.read_bytes(), colorspace="BGR")
+        decoded[str(colour_space)] = [int(image[360, x, 1]) for x in TestChart().band_centres(1280)]
+    assert max(abs(a - b) for a, b in zip(decoded["sYCC"], (0, 128, 255))) <= 2
+    assert decoded["Rec709"][0] >= 14 and decoded["Rec709"][2] <= 237
+
+
+# ---------------------------------------------------------------------------------------------
+# Granted vs asked
+# ---------------------------------------------------------------------------------------------
+
+def test_libcamera_config_shows_what_was_granted(camera):
+    assert camera.libcamera_config == {}
+    start_video(camera, main={"size": (640, 480), "format": "YUV420"}, buffer_count=5)
+    asked = camera.camera_configuration()
+    main, lores, raw = camera.libcamera_config
+    assert camera.libcamera_config.at(0) is main and len(camera.libcamera_config) == 3
+    assert [s.buffer_count for s in camera.libcamera_config] == [5, 5, 5]
+    assert str(main.pixel_format) == "YUV420" and (main.size.width, main.size.height) == (640, 480)
+    assert main.stride == asked["main"]["stride"] and main.frame_size == asked["main"]["framesize"]
+    assert (str(lores.pixel_format), lores.size.width, lores.size.height) == ("YUV420", 320, 240)
+    assert str(raw.pixel_format) == asked["raw"]["format"] and str(main.color_space) == "SMPTE170M"
+    camera.close()
+    assert camera.libcamera_config == {}
+
+
+def test_fewer_buffers_granted_than_asked_stall_the_camera_sooner(clock):
+    rig = CameraRig(SquareScene(), clock, max_buffer_count=3)
+    with rig.picamera2_class() as camera:
+        start_video(camera, buffer_count=6)
+        assert camera.camera_configuration()["buffer_count"] == 6       # the asked count
+        assert [s.buffer_count for s in camera.libcamera_config] == [3, 3, 3]
+        held = [camera.capture_request(wait=1) for _ in range(3)]
+        with pytest.raises(TimeoutError):
+            camera.capture_request(wait=0.5)
+        held.pop().release()
+        camera.cancel_all_and_flush()
+        with camera.captured_request(wait=1) as request:
+            assert timestamp(request) > timestamp(held[-1])
+        for request in held:
+            request.release()
+    rig = CameraRig(SquareScene(), clock, max_buffer_count=8)
+    with rig.picamera2_class() as camera:
+        start_video(camera, buffer_count=4)
+        assert [s.buffer_count for s in camera.libcamera_config] == [4, 4, 4]
+
+
+def test_controls_the_camera_does_not_advertise_are_refused_like_picamera2(clock):
+    rig = CameraRig(SquareScene(), clock, without_controls=("ExposureTime", "AnalogueGain"))
+    with rig.picamera2_class() as camera:
+        assert "ExposureTime" not in camera.camera_controls and "AeEnable" in camera.camera_controls
+        with pytest.raises(RuntimeError, match="^Control ExposureTime is not advertised by libcamera$"):
+            camera.configure(camera.create_video_configuration(controls={"ExposureTime": 1000}))
+        start_video(camera)
+        with pytest.raises(RuntimeError, match="^Control AnalogueGain is not advertised by libcamera$"):
+            camera.set_controls({"AnalogueGain": 2.0})
+        camera.set_controls({"AeEnable": False})
+        assert camera.capture_metadata(wait=1)["ExposureTime"] == EXPOSURE_US   # AE still runs
+
+    rig = CameraRig(SquareScene(), clock, without_controls=("FrameDurationLimits",))
+    with rig.picamera2_class() as camera:
+        # picamera2 adds its default controls only when the camera has them.
+        assert camera.create_video_configuration()["controls"] == {}
+        with pytest.raises(RuntimeError, match="FrameDurationLimits is not advertised"):
+            camera.set_controls({"FrameRate": 30})
+    with pytest.raises(ValueError, match="ExposureTme"):
+        CameraRig(SquareScene(), clock, without_controls=("ExposureTme",))

@@ -22,15 +22,30 @@ for the next caller, so a capture can return a frame from before the call. A cap
 ``wait`` waits by advancing the clock to the next frame.
 
 Simulated, as the real camera does it
-- configuration dicts (keys, defaults per use case), ValueError for bad stream keys at
+- configuration dicts (keys, defaults per use case, the default controls only on a camera
+  advertising NoiseReductionMode and FrameDurationLimits), ValueError for bad stream keys at
   create time, RuntimeError at configure() for odd sizes, lores larger than main, non-YUV lores;
   configure() adds "stride" (YUV420: width rounded up to 64; RGB888/BGR888: 3*width and
   XBGR8888/XRGB8888: 4*width, rounded up to 64) and "framesize", picks a sensor mode like
   picamera2 does, and fills in the raw stream and "sensor".
+- colour spaces: create_video_configuration(colour_space=None) picks Smpte170m below
+  1280x720 and Rec709 from there, preview and still default to Sycc, an explicit one is kept.
+  configure() grants what libcamera's Raspberry Pi pipeline grants (sYCC, SMPTE170M or Rec709:
+  the one with the asked primaries and transfer function, else sYCC) and reports it in
+  camera_configuration()["colour_space"]. Every YUV stream, main or lores, is rendered in it:
+  sYCC full-range BT.601 (what JPEG and simplejpeg's planar encoder expect), SMPTE170M
+  limited-range BT.601 and Rec709 limited-range BT.709 (Y 16-235, U and V 16-240). RGB streams
+  carry no YCbCr encoding and are the same whatever the colour space.
+- granted vs asked: ``Picamera2.libcamera_config`` is what libcamera granted (``{}`` until
+  configured and after close): main, lores, raw, each with .size (.width, .height),
+  .pixel_format (str() "YUV420"), .stride, .frame_size, .buffer_count and .color_space.
+  camera_configuration()["buffer_count"] stays the asked count, as in picamera2, even when a
+  rig with ``max_buffer_count`` grants fewer; a rig's ``without_controls`` are left out of
+  camera_controls, and set_controls / configure() raise "Control X is not advertised by
+  libcamera" for them.
 - array layouts: RGB888 is BGR in memory, BGR888 is RGB, XBGR8888 is (h, w, 4), YUV420 is
   (h*3/2, stride) uint8 with the U and V planes packed at half stride (picamera2's unpacking
   ``r = a.reshape(2 * a.shape[0], stride // 2); U = r[2h:2h + h//2, :w//2]``, V after it).
-  YUV is full-range BT.601 (JFIF), so simplejpeg's planar encoder gets what it expects.
 - frame timing: FrameDurationLimits (or FrameRate), the sensor mode's fastest frame, and the
   exposure; ExposureTime / AnalogueGain 0 mean auto (the scene's values, capped by the frame
   duration, the gain making up the difference), AeEnable False holds the current values.
@@ -38,8 +53,9 @@ Simulated, as the real camera does it
   ColourTemperature, ColourGains, FocusFoM, SensorBlackLevels, ColourCorrectionMatrix,
   ScalerCrop, AeLocked, FrameWallClock; SensorTemperature only on sensors that report it
   (imx708); AfState, AfPauseState and LensPosition only on an autofocus rig.
-- buffers: buffer_count requests, shared by the queued request and whatever the application
-  holds; with all of them held no frame can land and captures stall (a numeric wait times out).
+- buffers: libcamera makes as many requests as the stream with the fewest buffers *granted*;
+  they are shared by the queued request and whatever the application holds; with all of them
+  held no frame can land and captures stall (a numeric wait times out).
   CompletedRequest.release() past zero raises, as picamera2's does.
 - MappedArray(request, stream): the buffer itself as an array while the context is open (no
   copy; YUV420 as (h*3/2, stride), RGB as (h, stride / bytes per pixel, bytes), padding kept);
@@ -47,51 +63,81 @@ Simulated, as the real camera does it
 - jobs: wait None/True blocks, a number raises TimeoutError after that much clock time,
   False returns a Job. A job that timed out stays queued and takes a later frame (whose
   buffer then leaks until stop()) unless cancel_all_and_flush() is called, as on a Pi.
-- JPEG/EXIF exactly as CompletedRequest.save does: simplejpeg at options.get("quality", 90),
-  EXIF from piexif spliced in after SOI, the user's exif_data merged shallowly per IFD, the
-  date from the rig clock's wall time. Its quirks come along: the format comes from
-  ``format`` or from a *str* path's extension; a BytesIO needs format="jpeg"; a pathlib.Path
-  goes through PIL and gets no EXIF.
+- JPEG/EXIF exactly as CompletedRequest.save does: simplejpeg at options.get("quality", 90)
+  (a YUV420 buffer goes in as it is, whatever its colour space: limited-range YUV gives a
+  washed-out JPEG there too), EXIF from piexif spliced in after SOI, the user's exif_data
+  merged shallowly per IFD, the date from the rig clock's wall time. Its quirks come along: the
+  format comes from ``format`` or from a *str* path's extension; a BytesIO needs
+  format="jpeg"; a pathlib.Path goes through PIL and gets no EXIF.
 - Picamera2.options starts empty, as in picamera2's source (so read it with .get()).
-- faults (CameraRig): open failures, a busy camera (second open), hang, timeouts, unplug.
 
-Not simulated
-- the raw Bayer stream is configured and reported but has no pixels (make_array("raw") and
-  DNG raise); encoders, recording and previews do not exist here.
-- ScalerCrop (reported, not applied), colour spaces (all YUV is full-range BT.601), noise,
-  focus blur, rolling shutter. Transform flips are applied; only rotation 0/180 exist.
-- AE settles at once (AeLocked after the first 3 frames); controls take effect from the next
-  frame (2-3 frames on a Pi); FocusFoM is a constant; autofocus takes AF_SCAN_NS and lands on
-  AF_FOCUSED_LENS_POSITION.
-- A capture on a camera that is not started raises RuntimeError (a Pi would wait forever).
-- A capture with wait=None that cannot get a frame (hang, unplug, every buffer held) blocks on
-  a threading.Condition until another thread calls clear_faults(), releases a request or
-  closes the camera (close cancels the job: CancelledError). With virtual time and a single
-  thread that is forever, exactly like the real camera after a frontend timeout.
-- Platform rules follow VC4 (Pi 4) where Pi 4 and Pi 5 differ (lores must be YUV).
-- Mode switches are instant (a Pi takes a few hundred ms); the first frame after start()
-  arrives one frame period later.
+Deliberate differences from picamera2 + libcamera
+- Time: the sensor runs on the rig's clock, usually a VirtualClock; a capture with a wait
+  advances that clock to the next frame instead of sleeping. Mode switches are instant (a Pi
+  takes a few hundred ms); the first frame after start() arrives one frame period later;
+  controls take effect from the next frame exposed (2-3 frames on a Pi).
+- Strides: every image row is padded to 64 bytes, as the Pi's ISP does; libcamera's virtual
+  camera (and USB cameras) do not pad, so code that ignores the stride works there and fails
+  here and on a Pi.
+- Faults exist only here: CameraRig.fail_next_opens, hang, timeout_next, unplug/plug_in,
+  clear_faults, a busy camera on a second open. A capture with wait=None that cannot get a
+  frame (hang, unplug, every buffer held) blocks on a threading.Condition until another thread
+  calls clear_faults(), releases a request or closes the camera (close cancels the job:
+  CancelledError); with virtual time and one thread that is forever, as on a Pi after a
+  frontend timeout. A capture on a camera that is not started raises RuntimeError (a Pi would
+  wait forever).
+- Auto exposure is the scene's answer (Scene.exposure), applied at once: AeLocked after the
+  first 3 frames, no convergence, no metering, flicker or EV; the frame duration caps the
+  exposure and the analogue gain makes up the difference.
+- Metadata: only the keys listed above; FocusFoM, SensorBlackLevels, ColourCorrectionMatrix
+  and SensorTemperature are constants, ColourGains follow the colour temperature (or the
+  control) but are not applied; no ExposureTimeMode/AnalogueGainMode, Sharpness, FrameWallClock
+  drift, etc. Autofocus takes AF_SCAN_NS and lands on AF_FOCUSED_LENS_POSITION.
+- Pixels: the scene's BGR scaled by exposure x gain; no noise, lens shading, focus blur or
+  rolling shutter; ScalerCrop is reported, not applied; only hflip/vflip (rotation 0/180).
+  Of a colour space only the YCbCr matrix and range are applied: primaries and transfer
+  function (SMPTE170M vs Rec709 vs sRGB gamma) change no pixel. Only YUV420, YVU420, RGB888,
+  BGR888, XBGR8888 and XRGB8888 have pixels (configure() refuses other formats on main and
+  lores); the raw Bayer stream is configured and reported but has no pixels (make_array("raw")
+  and DNG raise); encoders, recording and previews do not exist.
+- libcamera objects are minimal stand-ins: ColorSpace (str() is libcamera's name, repr() the
+  constructor as picamera2's source writes it, for signature checks; on a Pi both are the
+  name), Transform, and libcamera_config's stream configurations (no .stream, no validate(),
+  no orientation); there is no ``allocator`` object with buffers.
+- Grants: max_buffer_count caps every stream alike; nothing else is ever adjusted (sizes and
+  formats are granted as asked, after picamera2's own checks).
+- Platform rules follow VC4 (Pi 4) where Pi 4 and Pi 5 differ (lores must be YUV; alignment).
+  Sensor modes and control ranges are approximate values from Pi dumps.
 
 Layout (along picamera2's own seams)
-- configuration.py: Transform, ColorSpace, creating, aligning and checking configuration
-  dicts, and what configure() fills in (strides, frame sizes, the raw stream).
-- pixels.py: buffer layouts per format, picamera2's array views, JPEG/EXIF and PIL saving.
+- libcamera_types.py: Transform, ColorSpace (and the colour space a Pi grants), and the
+  granted configuration's types (CameraConfiguration, StreamConfiguration, Size, PixelFormat).
+- configuration.py: creating, aligning and checking configuration dicts, and what configure()
+  fills in (strides, frame sizes, the raw stream, the colour space, libcamera_config).
+- pixels.py: buffer layouts per format, YCbCr conversion per colour space, picamera2's array
+  views, JPEG/EXIF and PIL saving.
 - sensor.py: the Scene protocol, sensor specs and modes, advertised controls, the exposure
   model, metadata, autofocus, rendering a frame's streams.
 - requests.py: Job, CompletedRequest, MappedArray, and the request/buffer bookkeeping of
   picamera2's event loop.
-- camera.py: Picamera2. rig.py: CameraRig and its faults.
+- camera.py: Picamera2. rig.py: CameraRig, its faults and what it grants.
+A scene for checking pixel values: hw_sim.scene.TestChart.
 """
 
 from .camera import Picamera2
 from .configuration import (
     BYTES_PER_PIXEL, PICAMERA2_RGB_FORMATS, PICAMERA2_YUV_FORMATS, RGB_FORMATS, STRIDE_ALIGN,
-    YUV_FORMATS, ColorSpace, Transform)
+    YUV_FORMATS)
+from .libcamera_types import (
+    CameraConfiguration, ColorSpace, PixelFormat, SensorConfiguration, Size, StreamConfiguration,
+    Transform)
 from .requests import CompletedRequest, Job, MappedArray
 from .rig import BUSY_MESSAGE, CameraRig
 from .sensor import SENSORS, Scene, SensorMode, SensorSpec, choose_sensor_mode, control_ranges, sensor_spec
 
-__all__ = ["BUSY_MESSAGE", "BYTES_PER_PIXEL", "CameraRig", "ColorSpace", "CompletedRequest", "Job",
-           "MappedArray", "PICAMERA2_RGB_FORMATS", "PICAMERA2_YUV_FORMATS", "Picamera2",
-           "RGB_FORMATS", "SENSORS", "STRIDE_ALIGN", "Scene", "SensorMode", "SensorSpec",
-           "Transform", "YUV_FORMATS", "choose_sensor_mode", "control_ranges", "sensor_spec"]
+__all__ = ["BUSY_MESSAGE", "BYTES_PER_PIXEL", "CameraConfiguration", "CameraRig", "ColorSpace",
+           "CompletedRequest", "Job", "MappedArray", "PICAMERA2_RGB_FORMATS",
+           "PICAMERA2_YUV_FORMATS", "Picamera2", "PixelFormat", "RGB_FORMATS", "SENSORS",
+           "STRIDE_ALIGN", "Scene", "SensorConfiguration", "SensorMode", "SensorSpec", "Size",
+           "StreamConfiguration", "Transform", "YUV_FORMATS", "choose_sensor_mode",
+           "control_ranges", "sensor_spec"]

@@ -9,10 +9,11 @@ from functools import partial
 from typing import Optional
 
 from .configuration import (
-    PREVIEW_CONTROLS, PREVIEW_MAIN, STILL_CONTROLS, VIDEO_CONTROLS, VIDEO_MAIN, ColorSpace,
-    Transform, add_strides, align_stream, check_camera_config, check_display_and_encode,
-    check_stream_config, configure_raw_stream, make_configuration, require_simulated_formats,
-    sensor_output_size)
+    PREVIEW_CONTROLS, PREVIEW_MAIN, STILL_CONTROLS, VIDEO_CONTROLS, VIDEO_MAIN, add_strides,
+    align_stream, check_camera_config, check_display_and_encode, check_stream_config,
+    configure_raw_stream, grant_colour_space, libcamera_configuration, make_configuration,
+    require_simulated_formats, sensor_output_size)
+from .libcamera_types import ColorSpace, Transform
 from .pixels import exif_bytes
 from .requests import CompletedRequest, Job, MappedArray, RequestLoop
 from .sensor import (
@@ -46,7 +47,7 @@ class Picamera2(RequestLoop):
         self._spec = rig._spec
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
-        self._control_ranges = control_ranges(self._spec, rig.autofocus)
+        self._control_ranges = control_ranges(self._spec, rig.autofocus, rig.without_controls)
         self._properties = rig._properties()
         self._sensor = Sensor(rig, self._clock, self._control_ranges)
         self.camera_idx = camera_num
@@ -54,6 +55,8 @@ class Picamera2(RequestLoop):
         self.sensor_format = self._spec.bayer_format
         self.options: dict = {}
         self.camera_config: Optional[dict] = None
+        self.libcamera_config = {}    # what libcamera granted, once configured (picamera2: {} till then)
+        self._granted_buffers = 0     # requests libcamera can fill: the fewest buffers of a stream
         self.stop_count = 0
         self.configure_count = 0
         self._jobs: list[Job] = []
@@ -152,6 +155,7 @@ class Picamera2(RequestLoop):
             raise RuntimeError("Camera must be stopped before configuring")
         config = self._resolve_configuration(camera_config)
         self.camera_config = None
+        self.libcamera_config = {}
         self.check_camera_config(config)
         require_simulated_formats(config)
         check_display_and_encode(config)
@@ -163,9 +167,17 @@ class Picamera2(RequestLoop):
         if config["raw"] is not None:
             configure_raw_stream(config["raw"], self._spec.bayer_format, self._spec.bit_depth, mode.size)
         config["sensor"] = {"bit_depth": self._spec.bit_depth, "output_size": mode.size}
+        grant_colour_space(config)
+        granted = config["buffer_count"]
+        if self._rig.max_buffer_count is not None:
+            granted = min(granted, self._rig.max_buffer_count)
+        libcamera_config = libcamera_configuration(config, granted)
         with self._lock:
+            # picamera2 decides on the asked count, whatever was granted.
             self._max_queue_len = 1 if config["queue"] and config["buffer_count"] > 1 else 0
             self._sensor.configure(mode, controls)
+            self._granted_buffers = min(stream.buffer_count for stream in libcamera_config)
+            self.libcamera_config = libcamera_config
             self.camera_config = config
             self.configure_count += 1
 
@@ -223,6 +235,7 @@ class Picamera2(RequestLoop):
             self._cancel_jobs()
             self.is_open = False
             self.camera_config = None
+            self.libcamera_config = {}
             self._wake.notify_all()
 
     def set_controls(self, controls):
@@ -453,7 +466,7 @@ class Picamera2(RequestLoop):
         self._require_open()
         return make_configuration(use_case, main_defaults, main, lores, raw, transform, colour_space,
                                   buffer_count, controls, display, encode, queue, sensor,
-                                  default_controls, self.sensor_format)
+                                  default_controls, self.sensor_format, self._control_ranges)
 
     # -- controls and the sensor -----------------------------------------------------------
     def _validated_controls(self, controls) -> dict:

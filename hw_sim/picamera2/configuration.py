@@ -1,10 +1,14 @@
-"""Configurations: libcamera's Transform and ColorSpace, picamera2's configuration dicts
-(creation, alignment, checking) and what configure() fills in (strides, frame sizes, the raw
-stream)."""
+"""Configurations: picamera2's configuration dicts (creation, alignment, checking), what
+configure() fills in (strides, frame sizes, the raw stream, the colour space granted) and the
+libcamera configuration it keeps (``Picamera2.libcamera_config``)."""
 
 from __future__ import annotations
 
 from typing import Optional
+
+from .libcamera_types import (
+    CameraConfiguration, ColorSpace, SensorConfiguration, StreamConfiguration, Transform,
+    granted_colour_space, rgb_version)
 
 STRIDE_ALIGN = 64                # bytes; configure() rounds every image row up to this
 RAW_STRIDE_ALIGN = 32
@@ -27,67 +31,6 @@ VIDEO_CONTROLS = {"NoiseReductionMode": 1, "FrameDurationLimits": (33333, 33333)
 
 
 # --------------------------------------------------------------------------------------------
-# libcamera stand-ins (only what configuration defaults need)
-# --------------------------------------------------------------------------------------------
-
-class Transform:
-    """libcamera.Transform for the flips a Pi can do (it cannot transpose)."""
-
-    def __init__(self, hflip=0, vflip=0, rotation=0):
-        if rotation not in (0, 180):
-            raise ValueError("only rotation 0 or 180 is possible (the Pi cannot transpose)")
-        self.hflip = bool(hflip) != (rotation == 180)
-        self.vflip = bool(vflip) != (rotation == 180)
-        self.transpose = False
-
-    def __eq__(self, other):
-        return isinstance(other, Transform) and (self.hflip, self.vflip) == (other.hflip, other.vflip)
-
-    def __hash__(self):
-        return hash((self.hflip, self.vflip))
-
-    def __repr__(self):
-        flips = [f"{name}=1" for name in ("hflip", "vflip") if getattr(self, name)]
-        return f"libcamera.Transform({', '.join(flips)})"
-
-
-class ColorSpace:
-    """libcamera.ColorSpace, by name only (the simulator renders every YUV stream as sYCC)."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    @staticmethod
-    def Sycc():
-        return ColorSpace("Sycc")
-
-    @staticmethod
-    def Smpte170m():
-        return ColorSpace("Smpte170m")
-
-    @staticmethod
-    def Rec709():
-        return ColorSpace("Rec709")
-
-    @staticmethod
-    def Jpeg():
-        return ColorSpace("Jpeg")
-
-    @staticmethod
-    def Raw():
-        return ColorSpace("Raw")
-
-    def __eq__(self, other):
-        return isinstance(other, ColorSpace) and self.name == other.name
-
-    def __hash__(self):
-        return hash(self.name)
-
-    def __repr__(self):
-        return f"libcamera.ColorSpace.{self.name}()"
-
-
-# --------------------------------------------------------------------------------------------
 # Creating configurations (picamera2's create_*_configuration)
 # --------------------------------------------------------------------------------------------
 
@@ -106,8 +49,10 @@ def initial_stream(defaults: dict, updates: Optional[dict], ignore=()) -> Option
 
 def make_configuration(use_case, main_defaults, main, lores, raw, transform, colour_space,
                        buffer_count, controls, display, encode, queue, sensor, default_controls,
-                       sensor_format) -> dict:
-    """The dict a create_*_configuration returns."""
+                       sensor_format, advertised) -> dict:
+    """The dict a create_*_configuration returns. Like picamera2, the use case's default
+    controls are added only on a camera advertising NoiseReductionMode and
+    FrameDurationLimits."""
     main = initial_stream(main_defaults, main)
     align_stream(main, optimal=False)
     lores = initial_stream({"format": "YUV420", "size": main["size"], "preserve_ar": False}, lores)
@@ -119,7 +64,9 @@ def make_configuration(use_case, main_defaults, main, lores, raw, transform, col
         colour_space = ColorSpace.Smpte170m() if small else ColorSpace.Rec709()
     config = {"use_case": use_case, "transform": transform, "colour_space": colour_space,
               "buffer_count": buffer_count, "queue": queue, "main": main, "lores": lores,
-              "raw": raw, "controls": default_controls | controls, "sensor": sensor}
+              "raw": raw, "controls": dict(controls), "sensor": sensor}
+    if "NoiseReductionMode" in advertised and "FrameDurationLimits" in advertised:
+        config["controls"] = default_controls | controls
     for name, stream in (("Display", display), ("Encode", encode)):
         if stream is not None and config.get(stream) is None:
             raise RuntimeError(f"{name} stream {stream} was not defined")
@@ -241,3 +188,29 @@ def configure_raw_stream(raw: dict, bayer_format: str, bit_depth: int, mode_size
 
 def align_up(value: int, alignment: int) -> int:
     return (value + alignment - 1) // alignment * alignment
+
+
+def grant_colour_space(config: dict) -> None:
+    """configure(): the colour space the Pi grants replaces the one asked (picamera2 reads it
+    back from libcamera's main stream)."""
+    config["colour_space"] = granted_colour_space(config["colour_space"])
+
+
+def libcamera_configuration(config: dict, granted_buffers: int) -> CameraConfiguration:
+    """What libcamera granted for a configured `config`: main, lores, raw in picamera2's order,
+    each with `granted_buffers` buffers and its stream's colour space."""
+    colour_space = config["colour_space"]
+    streams = []
+    for name in ("main", "lores", "raw"):
+        stream = config[name]
+        if stream is None:
+            continue
+        if name == "raw":
+            stream_colour_space = ColorSpace.Raw()
+        elif stream["format"] in PICAMERA2_RGB_FORMATS:
+            stream_colour_space = rgb_version(colour_space)
+        else:
+            stream_colour_space = ColorSpace(colour_space)
+        streams.append(StreamConfiguration(stream, granted_buffers, stream_colour_space))
+    sensor = config["sensor"]
+    return CameraConfiguration(streams, SensorConfiguration(sensor["bit_depth"], sensor["output_size"]))

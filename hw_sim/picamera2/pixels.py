@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
@@ -15,20 +16,25 @@ import simplejpeg
 from PIL import Image
 
 from .configuration import BYTES_PER_PIXEL, YUV_FORMATS
+from .libcamera_types import ColorSpace
 
 NS_PER_S = 1_000_000_000
 PIL_MODES = {"RGB888": "BGR", "BGR888": "RGB", "XBGR8888": "RGBX", "XRGB8888": "BGRX"}
 SIMPLEJPEG_COLOURSPACES = {"XBGR8888": "RGBX", "XRGB8888": "BGRX", "BGR888": "RGB", "RGB888": "BGR"}
+Encoding, Range = ColorSpace.YcbcrEncoding, ColorSpace.Range
+LUMA_WEIGHTS = {Encoding.Rec601: (0.299, 0.114), Encoding.Rec709: (0.2126, 0.0722),     # Kr, Kb
+                Encoding.Rec2020: (0.2627, 0.0593)}
 
 
 # --------------------------------------------------------------------------------------------
 # Buffers
 # --------------------------------------------------------------------------------------------
 
-def pack(bgr: np.ndarray, fmt: str, stride: int) -> np.ndarray:
-    """The 1-D buffer the ISP would write for this image: rows padded to `stride`."""
+def pack(bgr: np.ndarray, fmt: str, stride: int, colour_space: ColorSpace) -> np.ndarray:
+    """The 1-D buffer the ISP would write for this image: rows padded to `stride`; YUV in the
+    range and matrix of `colour_space`."""
     if fmt in YUV_FORMATS:
-        return pack_yuv420(bgr, stride, swap_uv=fmt == "YVU420")
+        return pack_yuv420(bgr, stride, colour_space, swap_uv=fmt == "YVU420")
     pixels = {
         "RGB888": lambda: bgr,
         "BGR888": lambda: bgr[..., ::-1],
@@ -41,10 +47,11 @@ def pack(bgr: np.ndarray, fmt: str, stride: int) -> np.ndarray:
     return rows.reshape(-1)
 
 
-def pack_yuv420(bgr: np.ndarray, stride: int, swap_uv: bool = False) -> np.ndarray:
-    """Planar 4:2:0, full-range BT.601: Y at `stride`, then U and V at stride/2."""
+def pack_yuv420(bgr: np.ndarray, stride: int, colour_space: ColorSpace,
+                swap_uv: bool = False) -> np.ndarray:
+    """Planar 4:2:0: Y at `stride`, then U and V at stride/2 (chroma averaged over 2x2)."""
     height, width = bgr.shape[:2]
-    ycrcb = cv2.cvtColor(bgr, cv2.COLOR_BGR2YCrCb)
+    ycrcb = to_ycrcb(bgr, colour_space)
     chroma = cv2.resize(ycrcb[..., 1:], (width // 2, height // 2), interpolation=cv2.INTER_AREA)
     u, v = chroma[..., 1], chroma[..., 0]
     if swap_uv:
@@ -55,6 +62,32 @@ def pack_yuv420(bgr: np.ndarray, stride: int, swap_uv: bool = False) -> np.ndarr
     buffer[y_size:y_size + uv_size].reshape(height // 2, stride // 2)[:, :width // 2] = u
     buffer[y_size + uv_size:].reshape(height // 2, stride // 2)[:, :width // 2] = v
     return buffer
+
+
+def to_ycrcb(bgr: np.ndarray, colour_space: ColorSpace) -> np.ndarray:
+    """(h, w, 3) Y, Cr, Cb in the YCbCr encoding and range of `colour_space`. Full-range
+    BT.601 (sYCC, what JPEG holds) is OpenCV's own conversion; the others one matrix multiply
+    with offsets (cv2.transform, rounded and saturated to uint8)."""
+    if (colour_space.ycbcrEncoding, colour_space.range) == (Encoding.Rec601, Range.Full):
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2YCrCb)
+    return cv2.transform(bgr, ycrcb_matrix(colour_space.ycbcrEncoding, colour_space.range))
+
+
+@lru_cache(maxsize=16)
+def ycrcb_matrix(encoding: ColorSpace.YcbcrEncoding, range_: ColorSpace.Range) -> np.ndarray:
+    """3x4 matrix from [B, G, R, 1] to [Y, Cr, Cb] (the standard formulas: Y' = Kr R + Kg G +
+    Kb B; Cb, Cr = (B - Y') / (2 (1 - Kb)), (R - Y') / (2 (1 - Kr)); limited range puts Y' in
+    16-235 and Cb, Cr in 16-240 around 128)."""
+    if encoding not in LUMA_WEIGHTS:
+        raise RuntimeError(f"hw_sim cannot render YUV without a YCbCr encoding ({encoding})")
+    kr, kb = LUMA_WEIGHTS[encoding]
+    luma = np.array([kb, 1 - kr - kb, kr])                     # B, G, R
+    y_scale, c_scale, y_offset = (219 / 255, 224 / 255, 16) if range_ == Range.Limited else (1, 1, 0)
+    cr = (np.array([0, 0, 1]) - luma) / (2 * (1 - kr))
+    cb = (np.array([1, 0, 0]) - luma) / (2 * (1 - kb))
+    return np.array([[*(y_scale * luma), y_offset],
+                     [*(c_scale * cr), 128],
+                     [*(c_scale * cb), 128]], np.float32)
 
 
 def shape_buffer(buffer: np.ndarray, config: dict) -> np.ndarray:

@@ -193,8 +193,11 @@ class RequestLoop:
     """picamera2's request handling, mixed into Picamera2: frames arriving become
     CompletedRequests (while a buffer is free to take them), queued jobs run on them, and
     callers wait for jobs in clock time. Uses the camera's _lock, _wake, _clock, _rig, _sensor,
-    _jobs, _completed, _max_queue_len, _buffers_in_use, _lost, _blackout_until_ns and
-    _no_buffer_before_ns."""
+    _jobs, _completed, _max_queue_len, _buffers_in_use, _granted_buffers, _lost,
+    _blackout_until_ns and _no_buffer_before_ns.
+
+    A frame needs a free buffer: libcamera has as many requests as the stream with the fewest
+    buffers granted, so with all of them held (by the application, or queued) no frame lands."""
 
     # -- frames arriving -------------------------------------------------------------------
     def _on_frame_arrival(self, stop_count: int, frame: Frame):
@@ -224,12 +227,12 @@ class RequestLoop:
             self._blackout_until_ns = None
         if frame.sensor_timestamp_ns < self._no_buffer_before_ns:
             return False
-        return self._buffers_in_use < self.camera_config["buffer_count"]
+        return self._buffers_in_use < self._granted_buffers
 
     def _frames_can_arrive(self) -> bool:
         return (self.started and not self._lost and not self._rig._hung
                 and self._blackout_until_ns != math.inf
-                and self._buffers_in_use < self.camera_config["buffer_count"])
+                and self._buffers_in_use < self._granted_buffers)
 
     # -- buffers ---------------------------------------------------------------------------
     def _buffer_taken(self):
@@ -240,7 +243,7 @@ class RequestLoop:
         with self._lock:
             if request.stop_count != self.stop_count or not self.started:
                 return
-            if self._buffers_in_use >= self.camera_config["buffer_count"]:
+            if self._buffers_in_use >= self._granted_buffers:
                 # Frames being read out right now had no buffer to go to.
                 self._no_buffer_before_ns = self._clock.monotonic_ns()
             self._buffers_in_use -= 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from .camera import Picamera2
-from .sensor import CFA_ORDERS, Scene, sensor_spec
+from .sensor import CFA_ORDERS, Scene, control_ranges, sensor_spec
 
 BUSY_MESSAGE = "Camera __init__ sequence did not complete."
 # The rig's Picamera2 class says it comes from the package, where MappedArray, Transform and
@@ -19,10 +19,17 @@ class CameraRig:
     Pass ``rig.picamera2_class`` to the firmware; inject faults through the rig.
     ``cameras`` lists every Picamera2 opened from the rig (closed ones too);
     ``frames_delivered`` counts frames that reached a buffer, on all of them.
+
+    What the camera grants, beside what is asked: ``max_buffer_count`` caps the buffers
+    libcamera allocates per stream (camera_configuration() keeps the asked buffer_count, as
+    picamera2 does; ``Picamera2.libcamera_config`` shows the granted one, and holding that
+    many requests stalls the camera). ``without_controls`` names controls the camera does not
+    advertise (set_controls and configure() raise for them, as picamera2 does).
     """
 
     def __init__(self, scene: Scene, clock, *, model: str = "imx477",
-                 sensor_resolution=(4056, 3040), present: bool = True, autofocus: bool = False):
+                 sensor_resolution=(4056, 3040), present: bool = True, autofocus: bool = False,
+                 max_buffer_count: int | None = None, without_controls: tuple[str, ...] = ()):
         if not (hasattr(clock, "call_at") and hasattr(clock, "advance_to")):
             raise TypeError("CameraRig needs a clock with call_at/advance_to "
                             "(trapd.clock.VirtualClock or RealtimeClock)")
@@ -34,6 +41,13 @@ class CameraRig:
         self.cameras: list[Picamera2] = []
         self.frames_delivered = 0
         self._spec = sensor_spec(model, tuple(sensor_resolution))
+        if max_buffer_count is not None and max_buffer_count < 1:
+            raise ValueError(f"max_buffer_count must be at least 1, not {max_buffer_count}")
+        unknown = set(without_controls) - set(control_ranges(self._spec, autofocus=True))
+        if unknown:
+            raise ValueError(f"without_controls names controls hw_sim does not have: {sorted(unknown)}")
+        self.max_buffer_count = max_buffer_count
+        self.without_controls = tuple(without_controls)
         self._open_failures: list[str] = []
         self._hung = False
         self._timeouts_pending = 0

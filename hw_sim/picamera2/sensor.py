@@ -11,7 +11,7 @@ from typing import Optional, Protocol
 import cv2
 import numpy as np
 
-from .configuration import Transform
+from .libcamera_types import ColorSpace, Transform
 from .pixels import pack
 
 AE_SETTLE_FRAMES = 3             # frames after start() before AeLocked reads True
@@ -134,8 +134,9 @@ def choose_sensor_mode(modes, output_size) -> SensorMode:
     return min(modes, key=score)
 
 
-def control_ranges(spec: SensorSpec, autofocus: bool) -> dict:
-    """camera_controls: name -> (min, max, default), as libcamera advertises them."""
+def control_ranges(spec: SensorSpec, autofocus: bool, without: tuple[str, ...] = ()) -> dict:
+    """camera_controls: name -> (min, max, default), as libcamera advertises them; the
+    controls named in `without` are not advertised."""
     w, h = spec.resolution
     fastest = min(mode.min_frame_us for mode in spec.modes)
     controls = {
@@ -171,8 +172,7 @@ def control_ranges(spec: SensorSpec, autofocus: bool) -> dict:
             "AfWindows": ((0, 0, 0, 0), (65535, 65535, 65535, 65535), (0, 0, 0, 0)),
             "LensPosition": (0.0, 15.0, 1.0),
         })
-    return controls
-
+    return {name: limits for name, limits in controls.items() if name not in without}
 
 
 @lru_cache(maxsize=256)
@@ -198,6 +198,7 @@ class Frame:
     analogue_gain: float
     brightness: float              # image gain relative to what the scene rendered
     transform: Transform
+    colour_space: ColorSpace       # what YUV streams are rendered in
     metadata: dict = field(default_factory=dict)
 
     @property
@@ -251,7 +252,8 @@ class Sensor:
         wanted = scene["ExposureTime"] * scene["AnalogueGain"]
         frame = Frame(self._sequence, timestamp_ns, duration_us, exposure_us, gain,
                       brightness=exposure_us * gain / wanted if wanted else 1.0,
-                      transform=camera_config["transform"])
+                      transform=camera_config["transform"],
+                      colour_space=camera_config["colour_space"])
         frame.metadata = self._metadata(frame, scene, digital_gain, camera_config["main"])
         self._sequence += 1
         self.frames_since_start += 1
@@ -271,7 +273,8 @@ class Sensor:
             image = image[:, ::-1]
         if frame.transform.vflip:
             image = image[::-1]
-        return pack(np.ascontiguousarray(image), stream_config["format"], stream_config["stride"])
+        return pack(np.ascontiguousarray(image), stream_config["format"], stream_config["stride"],
+                    frame.colour_space)
 
     # -- the exposure model ----------------------------------------------------------------
     def _current_exposure(self) -> tuple[int, float]:
@@ -293,7 +296,7 @@ class Sensor:
 
     def _frame_duration_limits_us(self) -> tuple[int, int]:
         fastest = self.mode.min_frame_us
-        slowest = self._control_ranges["FrameDurationLimits"][1]
+        slowest = self._control_ranges.get("FrameDurationLimits", (0, self._spec.exposure_us[1]))[1]
         limits = self.controls.get("FrameDurationLimits")
         if limits is None:
             return fastest, slowest
