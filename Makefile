@@ -1,9 +1,10 @@
 # Quick start: `make sim` (set up, run on the simulator), `make test` (run every test).
+# `make realcam`: the real-camera lane (real picamera2 + libcamera, ci/realcam/README.md).
 VENV   ?= .venv
 PYTHON ?= python3
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: sim test clean install uninstall
+.PHONY: sim test realcam clean install uninstall
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +18,10 @@ sim: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
+
+# Builds (or restores) libcamera and .venv-realcam, then runs tests/realcam; ARGS go to pytest.
+realcam:
+	ci/realcam/run.sh $(ARGS)
 
 clean:
 	rm -rf sim-output .pytest_cache .hypothesis

@@ -178,3 +178,21 @@ def camtrap_validator() -> Path:
 
 # --- fleet: real Mosquitto and SeaweedFS on loopback (tests/fleet_servers.py) ---
 from fleet_servers import broker, fleet_ca, s3_store  # noqa: E402,F401
+
+
+# --- the real-camera lane (tests/realcam): collected only inside it (`make realcam`) ---
+import os  # noqa: E402
+
+REALCAM_LANE = bool(os.environ.get("TRAPD_REALCAM"))
+
+
+def pytest_ignore_collect(collection_path):
+    if not REALCAM_LANE and collection_path.is_relative_to(REPO / "tests" / "realcam"):
+        return True
+    return None
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not REALCAM_LANE:
+        terminalreporter.write_line("real-camera lane not run: `make realcam` runs it "
+                                    "(real picamera2 + libcamera; needs ../shared beside the repo)")
