@@ -30,7 +30,7 @@ build_libcamera() {
     local work log tools
     work=$(mktemp -d "${TMPDIR:-/tmp}/trapd-realcam-build.XXXXXX")
     log=$CACHE/realcam-$KEY.build.log
-    trap 'rm -rf "$work"' RETURN
+    trap "rm -rf '$work'" EXIT # runs in the locked subshell below
     : >"$log"
     say "building libcamera into $PREFIX (log: $log)"
     (cd "$VENDOR" && sha256sum --check --quiet SHA256SUMS) || die "$TARBALL does not match $VENDOR/SHA256SUMS"

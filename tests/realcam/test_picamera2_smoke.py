@@ -90,7 +90,9 @@ def test_open_configure_capture_stop_close_reopen(open_camera, picamera2_class, 
     assert metadata["SensorTimestamp"] <= time.monotonic_ns()
     picam2.stop()
     picam2.start()
-    assert capture_yuv(picam2)[0].shape == (720, 640)
+    after, metadata_after = capture_yuv(picam2)
+    assert after.shape == (720, 640)
+    assert metadata_after["SensorTimestamp"] > metadata["SensorTimestamp"]
     picam2.stop()
     picam2.close()
 
