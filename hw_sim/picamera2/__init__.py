@@ -77,10 +77,10 @@ Deliberate differences from picamera2 + libcamera
   takes a few hundred ms); the first frame after start() arrives one frame period later;
   controls take effect from the next frame exposed (2-3 frames on a Pi).
 - Strides: every image row is padded to 64 bytes, as the Pi's ISP does; libcamera's virtual
-  camera (and USB cameras) do not pad, so code that ignores the stride works there and fails
-  here and on a Pi.
-- Faults exist only here: CameraRig.fail_next_opens, hang, timeout_next, unplug/plug_in,
-  clear_faults, a busy camera on a second open. A capture with wait=None that cannot get a
+  camera does not pad, so code that ignores the stride can pass there and fail here and on a
+  Pi.
+- Fault injection exists only here: CameraRig.fail_next_opens, hang, timeout_next,
+  unplug/plug_in and clear_faults (a second open while one is open fails, as on a Pi). A capture with wait=None that cannot get a
   frame (hang, unplug, every buffer held) blocks on a threading.Condition until another thread
   calls clear_faults(), releases a request or closes the camera (close cancels the job:
   CancelledError); with virtual time and one thread that is forever, as on a Pi after a
@@ -89,10 +89,10 @@ Deliberate differences from picamera2 + libcamera
 - Auto exposure is the scene's answer (Scene.exposure), applied at once: AeLocked after the
   first 3 frames, no convergence, no metering, flicker or EV; the frame duration caps the
   exposure and the analogue gain makes up the difference.
-- Metadata: only the keys listed above; FocusFoM, SensorBlackLevels, ColourCorrectionMatrix
-  and SensorTemperature are constants, ColourGains follow the colour temperature (or the
-  control) but are not applied; no ExposureTimeMode/AnalogueGainMode, Sharpness, FrameWallClock
-  drift, etc. Autofocus takes AF_SCAN_NS and lands on AF_FOCUSED_LENS_POSITION.
+- Metadata: only the keys listed above (a Pi reports more); FocusFoM, SensorBlackLevels,
+  ColourCorrectionMatrix and SensorTemperature are constants; ColourGains follow the colour
+  temperature (or the control) but are not applied to pixels. Autofocus takes AF_SCAN_NS and
+  lands on AF_FOCUSED_LENS_POSITION.
 - Pixels: the scene's BGR scaled by exposure x gain; no noise, lens shading, focus blur or
   rolling shutter; ScalerCrop is reported, not applied; only hflip/vflip (rotation 0/180).
   Of a colour space only the YCbCr matrix and range are applied: primaries and transfer
