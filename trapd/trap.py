@@ -347,10 +347,10 @@ class Trap:
         if event.frames_due == 0:
             if self.pir.is_active and event.trigger.source != TIMER:
                 event.frames_due = self.config.burst.frames
-            elif event.trigger.source != TIMER and self.config.burst.pre_trigger_frames:
+            elif event.trigger.source != TIMER and self._ring.hold:
                 # Stay open for as many frames as the ring holds: an edge now extends
                 # the event and still gets its frames from before the edge.
-                event.tail = self.config.burst.pre_trigger_frames
+                event.tail = self._ring.hold
             else:
                 self._end_event()
 
