@@ -85,6 +85,8 @@ def pulse_times(events: int, gap_s: float) -> list[float]:
 class SimCamera:
     """hw_sim's camera at wall-clock pace: PIR edges ride the clock's schedule."""
 
+    readout_ns = 100_000_000     # a frame arrives one readout (a frame time) after its timestamp
+
     def __init__(self):
         self.clock = RealtimeClock()
         self.rig = CameraRig(_scene(self.clock), self.clock)
@@ -99,6 +101,7 @@ class RealCamera:
     advances a clock, so PIR edges come from timer threads."""
 
     rig = None
+    readout_ns = 0      # our virtual-camera patch completes a request at its SensorTimestamp
 
     def __init__(self, picamera2_class: type):
         self.clock = SystemClock()
@@ -140,7 +143,7 @@ def run_trap(tmp: Path, mode: str, events: int, main_size, sync: bool = False,
     cpu_idle = _idle_cpu(trap, camera, idle_s)
     close_trap(trap)
     factory.close()
-    return _figures(edges, got, cpu_idle)
+    return _figures(edges, got, cpu_idle, camera.readout_ns)
 
 
 def _idle_cpu(trap, camera, seconds: float) -> tuple[float, float | None]:
@@ -169,7 +172,7 @@ def _idle_cpu(trap, camera, seconds: float) -> tuple[float, float | None]:
             render_cpu[0] / elapsed if camera.rig is not None else None)
 
 
-def _figures(edges, reports, cpu_idle) -> dict:
+def _figures(edges, reports, cpu_idle, readout_ns: int) -> dict:
     first, stored, pre, nxt, soft, gaps = [], [], [], [], [], []
     recorded = 0
     for e in edges:
@@ -189,8 +192,8 @@ def _figures(edges, reports, cpu_idle) -> dict:
         if post:
             first.append((post[0].arrived_ns - e) / MS)
             # The trap's own delay: arrival minus the end of the frame's readout
-            # (SensorTimestamp is the end of exposure; readout takes one frame, 100 ms).
-            soft.append((post[0].arrived_ns - post[0].sensor_timestamp_ns - 100 * MS) / MS)
+            # (hw_sim: SensorTimestamp is the end of exposure; readout takes one frame, 100 ms).
+            soft.append((post[0].arrived_ns - post[0].sensor_timestamp_ns - readout_ns) / MS)
             stored.append((min(f.stored_ns for f in post if f.stored_ns) - e) / MS)
         # Frames from before this edge in the record: those exposed in the 2 frame periods before it.
         pre.append(sum(1 for x in reports for f in x.frames

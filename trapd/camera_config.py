@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 from dataclasses import dataclass
 
 from trapd.config import CameraConfig
@@ -39,11 +40,12 @@ class Granted:
 
 
 def libcamera_class(picamera2_class: type, name: str):
-    """libcamera's `Transform`/`ColorSpace` on a Pi; the stand-in's own beside hw_sim."""
-    try:
-        return getattr(importlib.import_module("libcamera"), name)
-    except ImportError:
-        return getattr(importlib.import_module(picamera2_class.__module__), name)
+    """`Transform`/`ColorSpace` of the camera stack `picamera2_class` comes from:
+    the stand-in's own beside hw_sim, libcamera's beside the real picamera2 (whose
+    module imports libcamera), even where both are installed."""
+    module = sys.modules.get(picamera2_class.__module__)
+    found = getattr(module, name, None) or getattr(getattr(module, "libcamera", None), name, None)
+    return found or getattr(importlib.import_module("libcamera"), name)
 
 
 def video_configuration(picam2, picamera2_class: type, config: CameraConfig) -> dict:

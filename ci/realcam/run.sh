@@ -2,6 +2,7 @@
 # The real-camera lane: trapd's tests/realcam on the REAL picamera2 0.3.38 and the REAL
 # libcamera (virtual pipeline handler, patched), built by build.sh. `make realcam` runs it.
 #   ci/realcam/run.sh [pytest args...]      e.g. ci/realcam/run.sh -k colour -x
+#   ci/realcam/run.sh --bench [args...]     bench/trigger.py --real: hw_sim and the real stack
 # Exits non-zero if the lane cannot be built or run, if a test fails, or if no test ran.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -21,6 +22,12 @@ export TRAPD_REALCAM_PREFIX=$PREFIX
 export LD_PRELOAD=$SHIM_SO${LD_PRELOAD:+:$LD_PRELOAD}
 export LD_LIBRARY_PATH=$PREFIX/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export LIBCAMERA_LOG_LEVELS=${LIBCAMERA_LOG_LEVELS:-*:ERROR}
+
+if [[ ${1:-} == --bench ]]; then
+    shift
+    # The lane's camera 0 is the chart (picamera2 numbers cameras by Id, reversed).
+    cd "$REPO" && exec "$VENV/bin/python" bench/trigger.py --real "$@"
+fi
 
 report=$(mktemp "${TMPDIR:-/tmp}/trapd-realcam-junit.XXXXXX.xml")
 trap 'rm -f "$report"' EXIT
