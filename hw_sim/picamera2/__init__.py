@@ -72,8 +72,11 @@ Simulated, as the real camera does it
 - Picamera2.options starts empty, as in picamera2's source (so read it with .get()).
 
 Deliberate differences from picamera2 + libcamera
+(the real ones run in the real-camera lane, ci/realcam/, on libcamera's virtual camera)
 - Time: the sensor runs on the rig's clock, usually a VirtualClock; a capture with a wait
-  advances that clock to the next frame instead of sleeping. Mode switches are instant (a Pi
+  advances that clock to the next frame instead of sleeping. A frame arrives one frame
+  duration after its SensorTimestamp (read-out, as on a Pi, though a Pi reads out faster);
+  the lane's virtual camera delivers it at its SensorTimestamp. Mode switches are instant (a Pi
   takes a few hundred ms); the first frame after start() arrives one frame period later;
   controls take effect from the next frame exposed (2-3 frames on a Pi).
 - Strides: every image row is padded to 64 bytes, as the Pi's ISP does; libcamera's virtual
