@@ -479,9 +479,9 @@ def test_metadata_has_the_core_keys(camera, clock):
 # Buffers
 # ---------------------------------------------------------------------------------------------
 
-def test_unreleased_requests_stall_the_camera_after_buffer_count(camera):
-    start_video(camera, buffer_count=3)
-    held = [camera.capture_request(wait=1) for _ in range(3)]
+def assert_stalls_with_held(camera, buffers: int) -> None:
+    """Holding `buffers` requests stalls the camera; releasing one lets frames land again."""
+    held = [camera.capture_request(wait=1) for _ in range(buffers)]
     with pytest.raises(TimeoutError):
         camera.capture_request(wait=0.5)
     held.pop().release()
@@ -490,6 +490,11 @@ def test_unreleased_requests_stall_the_camera_after_buffer_count(camera):
         assert timestamp(request) > timestamp(held[-1])
     for request in held:
         request.release()
+
+
+def test_unreleased_requests_stall_the_camera_after_buffer_count(camera):
+    start_video(camera, buffer_count=3)
+    assert_stalls_with_held(camera, 3)
 
 
 def test_releasing_a_request_twice_is_an_error(camera):
@@ -711,15 +716,7 @@ def test_fewer_buffers_granted_than_asked_stall_the_camera_sooner(clock):
         start_video(camera, buffer_count=6)
         assert camera.camera_configuration()["buffer_count"] == 6       # the asked count
         assert [s.buffer_count for s in camera.libcamera_config] == [3, 3, 3]
-        held = [camera.capture_request(wait=1) for _ in range(3)]
-        with pytest.raises(TimeoutError):
-            camera.capture_request(wait=0.5)
-        held.pop().release()
-        camera.cancel_all_and_flush()
-        with camera.captured_request(wait=1) as request:
-            assert timestamp(request) > timestamp(held[-1])
-        for request in held:
-            request.release()
+        assert_stalls_with_held(camera, 3)
     rig = CameraRig(SquareScene(), clock, max_buffer_count=8)
     with rig.picamera2_class() as camera:
         start_video(camera, buffer_count=4)
