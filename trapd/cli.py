@@ -125,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     snap = commands.add_parser("snapshot", help="take one framed test image with the current settings")
     snap.add_argument("path", nargs="?", default="snapshot.jpg", help="JPEG to write")
     snap.add_argument("--config", help="config.yaml to use (default: the shipped one)")
-    snap.add_argument("--night", action="store_true", help="with the night exposure cap")
+    snap.add_argument("--night", action="store_true", help="with the night exposure time (night.max_exposure_us)")
     snap.add_argument("--sim", action="store_true", help="from the simulated camera")
 
     retime = commands.add_parser("retime", help="shift every camera time in an exported package")

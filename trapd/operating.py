@@ -154,7 +154,7 @@ class Operating:
     def _switch_mode(self) -> None:
         night = self.day_night.night
         log.info("%s: %s", "night" if night else "day",
-                 f"IR lamp {self.config.night.lamp}, exposure capped at "
+                 f"IR lamp {self.config.night.lamp}, exposure fixed at "
                  f"{self.config.night.max_exposure_us} us" if night else "lamp off, auto exposure")
         cap = self.config.night.max_exposure_us if night else 0
         try:
