@@ -13,9 +13,10 @@ written as integers; booleans as true/false; media are listed in capture order
 
 Per-image trap facts (sequence, trigger, moon, temperatures, clock state) go in
 media.exifData, read back from each image's own EXIF/XMP so the table says
-what the file says. The coordinates follow `station.location.publish`; with
-`rounded` or `omit`, images whose EXIF GPS is finer than that are copied with
-their GPS replaced (the card's originals are never touched).
+what the file says. The coordinates follow `station.location.publish` at the
+time of the export; with `rounded` or `omit`, images whose EXIF GPS is finer
+than that are copied re-tagged (trapd/published_copy.py, shared with offload
+and fleet sync; the card's originals are never touched).
 
 Every file is written to a temporary name, fsync'd and renamed.
 """
@@ -41,7 +42,8 @@ import piexif
 from trapd.config import Config
 from trapd.errors import ExportError
 from trapd.location import EXACT, for_export
-from trapd.metadata import SOFTWARE, gps_ifd, local_time, package_version
+from trapd.metadata import SOFTWARE, local_time, package_version
+from trapd.published_copy import NotPublishable, publishable
 from trapd.recovery import path_inside
 from trapd.timekeeping import format_shift
 
@@ -173,7 +175,6 @@ def _prepare_outdir(outdir: Path) -> None:
 
 def _gather_media(config: Config, frames, outdir: Path, options: ExportOptions,
                   queue_root: Path | None, problems: list[str]) -> list[_Media]:
-    gps = _image_gps(config)
     media = []
     for frame in frames:
         name = Path(frame["file"]).name
@@ -181,9 +182,9 @@ def _gather_media(config: Config, frames, outdir: Path, options: ExportOptions,
         try:
             if options.copy_media:
                 data = _read_verified(_in_queue(queue_root, frame), frame)
-                _place_copy(target, _with_published_gps(data, gps))
-            else:
-                data = _read_verified(target, frame)
+                _place_copy(target, _published(data, config))
+            else:   # offload's copy, verified against its own hash if it was re-tagged
+                data = _read_verified(target, frame, _copy_sha256(frame))
         except ExportError as exc:
             problems.append(str(exc))
             log.error("%s", exc)
@@ -199,13 +200,13 @@ def _in_queue(queue_root: Path | None, frame: sqlite3.Row) -> Path:
         raise ExportError(f"{frame['file']}: {exc.strerror}; left out of the package") from exc
 
 
-def _read_verified(path: Path, frame: sqlite3.Row) -> bytes:
+def _read_verified(path: Path, frame: sqlite3.Row, sha256: str | None = None) -> bytes:
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ExportError(f"{frame['file']}: cannot read the image ({exc.strerror}); "
                           "left out of the package") from exc
-    if hashlib.sha256(data).hexdigest() != frame["sha256"]:
+    if hashlib.sha256(data).hexdigest() != (sha256 or frame["sha256"]):
         raise ExportError(f"{frame['file']}: content differs from the index checksum "
                           "(corrupt or altered); left out of the package")
     return data
@@ -217,25 +218,18 @@ def _place_copy(target: Path, data: bytes) -> None:
     _write_atomically(target, data)
 
 
-def _image_gps(config: Config) -> dict | None:
-    """The GPS IFD images may carry under the publish setting; None = leave as taken."""
-    if config.station.location.publish == EXACT:
-        return None
-    from trapd.daemon import station_info  # the same published position the trap tags with
-    return gps_ifd(station_info(config, camera_model=""))
+def _copy_sha256(frame: sqlite3.Row) -> str:
+    """The SHA-256 of an offloaded copy: its own if re-tagged, else the card's."""
+    return frame["offload_sha256"] if "offload_sha256" in frame.keys() \
+        and frame["offload_sha256"] else frame["sha256"]
 
 
-def _with_published_gps(jpeg: bytes, gps: dict | None) -> bytes:
-    """`jpeg` with its GPS IFD replaced by `gps` when they differ (None: unchanged)."""
-    if gps is None:
-        return jpeg
-    exif = piexif.load(jpeg)
-    if exif.get("GPS", {}) == gps:
-        return jpeg
-    exif["GPS"] = gps
-    out = io.BytesIO()
-    piexif.insert(piexif.dump(exif), jpeg, out)
-    return out.getvalue()
+def _published(jpeg: bytes, config: Config) -> bytes:
+    """The copy's bytes under the current `publish` (trapd/published_copy.py)."""
+    try:
+        return publishable(jpeg, config.station.location.publish)
+    except NotPublishable as exc:
+        raise ExportError(f"{exc}; left out of the package") from exc
 
 
 def _embedded_tags(jpeg: bytes) -> dict:

@@ -6,17 +6,27 @@ media/, the package files of the current deployment (trapd/export.py).
 Per image, in capture order:
 1. read the card's file and check it against its index SHA-256 (a corrupt or
    missing image is reported by name, not copied, not marked);
-2. if the drive already holds the file with that checksum (an earlier run was
-   stopped after the copy but before step 4), keep it: no second copy;
-3. otherwise write `<name>.partial`, fsync, drop it from the page cache,
+2. make the copy's bytes: the card's as they are, or, when the photo's GPS is
+   finer than `station.location.publish` allows now (it was taken under
+   `exact`), re-tagged by trapd/published_copy.py as export does: offload
+   re-tags rather than refuses, so a card can always be emptied, and no copy
+   on the drive says more than deployments.csv beside it. The SHA-256 the copy
+   is checked against is that of these bytes;
+3. if the drive already holds the file with that checksum (an earlier run was
+   stopped after the copy but before step 5), keep it: no second copy (a
+   byte-for-byte copy left by a run under a finer setting is replaced);
+4. otherwise write `<name>.partial`, fsync, drop it from the page cache,
    read it back from the drive and compare SHA-256, then rename it into
    place and fsync the directory: a final name only ever holds a verified copy;
-4. mark the frame `offloaded` in the index, with where it went.
+5. mark the frame `offloaded` in the index, with where it went and, for a
+   re-tagged copy, the copy's own SHA-256 (`offload_sha256`).
 
 Stopped at any instant, a rerun finds every image either marked, or verified
 on the drive, or not yet there (a stale .partial is overwritten), so it ends
 with each image copied exactly once. Nothing on the card is deleted unless
-`free=True`, and then only images whose copy on this drive checks out now.
+`free=True`, and then only images whose copy on this drive matches the hash
+recorded for it now, and whose card file still matches its index SHA-256
+(the content the copy was made from).
 """
 
 from __future__ import annotations
@@ -26,15 +36,15 @@ import io
 import hashlib
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
 
 from trapd.config import Config
 from trapd.errors import ExportError, OffloadError
 from trapd.export import MEDIA_DIR, ExportOptions, export_camtrap_dp
+from trapd.progress import Progress
+from trapd.published_copy import NotPublishable, publishable
 from trapd.storage import FREED, NOT_OFFLOADED, OFFLOADED, Store, fsync_dir
 from trapd.recovery import path_inside
 
@@ -55,53 +65,21 @@ class OffloadResult:
     already_there: int = 0
     freed: int = 0
     bytes_copied: int = 0
+    retagged: int = 0
     package: Path | None = None
     problems: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         text = (f"offload to {self.dest}: {self.copied} images copied and verified "
                 f"({self.bytes_copied / MB:.1f} MB), {self.already_there} already there")
+        if self.retagged:
+            text += (f" ({self.retagged} re-tagged: location generalised to "
+                     "station.location.publish)")
         if self.freed:
             text += f", {self.freed} freed from the card"
         if self.package:
             text += f"; Camtrap DP package in {self.package}"
         return text
-
-
-class Progress:
-    """A bar on a terminal; otherwise a plain line at every tenth of the work."""
-
-    def __init__(self, stream: TextIO = sys.stdout) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.total = 0
-        self._last_tenth = -1
-
-    def start(self, total: int) -> None:
-        self.total = total
-        self._write_line(f"offload: {total} images to copy")
-
-    def advance(self, done: int, name: str) -> None:
-        if self.tty:
-            width = 30
-            filled = width * done // max(self.total, 1)
-            self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] "
-                              f"{done}/{self.total} {name[:40]:<40}")
-            self.stream.flush()
-            return
-        tenth = 10 * done // max(self.total, 1)
-        if tenth != self._last_tenth or done == self.total:
-            self._last_tenth = tenth
-            self._write_line(f"offload: {done}/{self.total} images ({name})")
-
-    def finish(self) -> None:
-        if self.tty and self.total:
-            self.stream.write("\n")
-            self.stream.flush()
-
-    def _write_line(self, text: str) -> None:
-        self.stream.write(text + "\n")
-        self.stream.flush()
 
 
 def offload(store: Store, config: Config, dest: Path, free: bool = False,
@@ -112,10 +90,11 @@ def offload(store: Store, config: Config, dest: Path, free: bool = False,
     result = OffloadResult(dest)
     frames = store.saved_frames(NOT_OFFLOADED)
     progress.start(len(frames))
+    publish = config.station.location.publish
     try:
         for done, frame in enumerate(frames, 1):
-            _offload_frame(store, frame, dest, dest_key, result)
-            progress.advance(done, Path(frame["file"]).name)
+            _offload_frame(store, frame, publish, dest, dest_key, result)
+            progress.advance(done, Path(frame["file"]).name, frame["size_bytes"] or 0)
     finally:
         progress.finish()
     _write_package(store, config, dest, dest_key, result)
@@ -133,21 +112,35 @@ def _checked_destination(dest: Path) -> Path:
     return dest.resolve()
 
 
-def _offload_frame(store: Store, frame, dest: Path, dest_key: str, result: OffloadResult) -> None:
+def _offload_frame(store: Store, frame, publish: str, dest: Path, dest_key: str,
+                   result: OffloadResult) -> None:
     relative = f"{frame['deployment_id']}/{MEDIA_DIR}/{Path(frame['file']).name}"
     try:
-        data = _card_copy(store.root, frame)
-        copied = _copy_verified(data, dest / relative, frame["sha256"])
+        original = _card_copy(store.root, frame)
+        data = _published_copy(original, publish)
+        retagged = data is not original
+        sha256 = hashlib.sha256(data).hexdigest() if retagged else frame["sha256"]
+        copied = _copy_verified(data, dest / relative, sha256,
+                                replaceable=frame["sha256"] if retagged else None)
     except _SkipImage as exc:
         result.problems.append(f"{frame['file']}: {exc}")
         log.error("not offloaded: %s: %s", frame["file"], exc)
         return
-    store.mark_offloaded(frame["id"], dest_key, relative, time.time_ns())
+    store.mark_offloaded(frame["id"], dest_key, relative, time.time_ns(),
+                         sha256 if retagged else None)
     if copied:
         result.copied += 1
         result.bytes_copied += len(data)
+        result.retagged += retagged
     else:
         result.already_there += 1
+
+
+def _published_copy(original: bytes, publish: str) -> bytes:
+    try:
+        return publishable(original, publish)
+    except NotPublishable as exc:
+        raise _SkipImage(f"{exc}; kept on the card") from exc
 
 
 def _card_copy(root: Path, frame) -> bytes:
@@ -161,12 +154,16 @@ def _card_copy(root: Path, frame) -> bytes:
     return data
 
 
-def _copy_verified(data: bytes, target: Path, sha256: str) -> bool:
-    """Put `data` at `target`, verified. False if a verified copy was already there."""
+def _copy_verified(data: bytes, target: Path, sha256: str, replaceable: str | None = None) -> bool:
+    """Put `data` (whose SHA-256 is `sha256`) at `target`, verified. False if a
+    verified copy was already there; a file there with hash `replaceable` (this
+    image's card bytes, left by a run before `publish` was tightened) is replaced."""
     if target.exists():
-        if _sha256_on_disk(target) == sha256:
+        there = _sha256_on_disk(target)
+        if there == sha256:
             return False
-        raise _SkipImage(f"{target} already exists with different content; not overwritten")
+        if there != replaceable:
+            raise _SkipImage(f"{target} already exists with different content; not overwritten")
     _make_dirs(target.parent)
     partial = target.with_name(target.name + PARTIAL_SUFFIX)
     try:
@@ -245,9 +242,15 @@ def _free_verified(store: Store, dest: Path, dest_key: str, result: OffloadResul
         if frame["state"] == FREED and not card_file.exists():
             continue
         copy = dest / frame["offload_path"]
-        if not copy.exists() or _sha256_on_disk(copy) != frame["sha256"]:
+        if not copy.exists() or _sha256_on_disk(copy) != (frame["offload_sha256"] or frame["sha256"]):
             result.problems.append(f"{frame['file']}: its copy {copy} is missing or differs; "
                                    "kept on the card")
+            continue
+        # A re-tagged copy cannot match the card's hash: it vouches for the content it
+        # was made from, so that content must still be what the card holds.
+        if card_file.exists() and _sha256_on_disk(card_file) != frame["sha256"]:
+            result.problems.append(f"{frame['file']}: the card's file no longer matches its "
+                                   "index checksum, so its copy may not be of it; kept on the card")
             continue
         store.mark_freed(frame["id"])
         card_file.unlink(missing_ok=True)

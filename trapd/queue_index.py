@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS frames (
     offload_dest TEXT,
     offload_path TEXT,
     offloaded_wall_ns INTEGER,
+    offload_sha256 TEXT,
     UNIQUE (event_number, sequence)
 );
 """
@@ -62,6 +63,7 @@ ADDED_COLUMNS = (
     ("frames", "offload_dest", "TEXT"),
     ("frames", "offload_path", "TEXT"),
     ("frames", "offloaded_wall_ns", "INTEGER"),
+    ("frames", "offload_sha256", "TEXT"),   # the drive copy's, when re-tagged (offload.py)
 )
 
 

@@ -580,11 +580,15 @@ class Store:
                 "UPDATE frames SET state = ?, exported_wall_ns = ? WHERE id = ? AND state = ?",
                 (EXPORTED, wall_ns, frame_id, PENDING)).rowcount for frame_id in frame_ids)
 
-    def mark_offloaded(self, frame_id: int, dest: str, path: str, wall_ns: int) -> None:
+    def mark_offloaded(self, frame_id: int, dest: str, path: str, wall_ns: int,
+                       copy_sha256: str | None = None) -> None:
+        """`copy_sha256`: the drive copy's own SHA-256 when it differs from the
+        card's (re-tagged for `publish`); None = a byte-for-byte copy."""
         with self._transaction():
             self._db.execute(
                 "UPDATE frames SET state = ?, offload_dest = ?, offload_path = ?,"
-                " offloaded_wall_ns = ? WHERE id = ?", (OFFLOADED, dest, path, wall_ns, frame_id))
+                " offloaded_wall_ns = ?, offload_sha256 = ? WHERE id = ?",
+                (OFFLOADED, dest, path, wall_ns, copy_sha256, frame_id))
 
     def mark_freed(self, frame_id: int) -> None:
         """Record that the card's copy goes; call before deleting the file, so a

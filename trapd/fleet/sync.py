@@ -13,6 +13,12 @@ Per image (newest event first, then the backlog):
    parts the store already holds and sends only the rest;
 4. the image counts as synced only after a HEAD shows the same size and
    SHA-256.
+What is uploaded is the card's image checked against its index SHA-256 and
+then, when its GPS is finer than `station.location.publish` allows at upload
+time, re-tagged (trapd/published_copy.py, as export and offload do); the size
+and SHA-256 of steps 2-4 are those of the bytes sent. A multipart upload
+begun for other bytes (the setting changed in between) is abandoned, not
+resumed. An image whose location cannot be generalised is not uploaded.
 Budgets: bytes per local day, time windows, a battery floor. Nothing here
 runs on the capture path.
 """
@@ -24,13 +30,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Callable
 
 from botocore.exceptions import ClientError
 
 from trapd.config import Config
 from trapd.fleet.outbox import FleetDb
+from trapd.published_copy import NotPublishable, publishable
 from trapd.storage import ON_CARD, Store
 from trapd.recovery import path_inside
 
@@ -78,14 +85,6 @@ def in_windows(windows: tuple, local: datetime) -> bool:
 def _denied(exc: ClientError) -> bool:
     error = exc.response.get("Error", {}).get("Code")
     return error in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch")
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(MB), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class Syncer:
@@ -146,14 +145,20 @@ class Syncer:
 
     def _sync_frame(self, frame, result: SyncResult) -> None:
         key = object_key(self.config.fleet.project, frame)
-        path = path_inside(self.store.root, frame["file"])
-        sha256, size = frame["sha256"], frame["size_bytes"]
-        if _sha256_file(path) != sha256:
-            raise OSError(f"card copy does not match its index checksum; not uploaded")
+        original = path_inside(self.store.root, frame["file"]).read_bytes()
+        if hashlib.sha256(original).hexdigest() != frame["sha256"]:
+            raise OSError("card copy does not match its index checksum; not uploaded")
+        try:
+            body = publishable(original, self.config.station.location.publish)
+        except NotPublishable as exc:
+            result.problems.append(f"{frame['file']}: {exc}")
+            return
+        sha256 = frame["sha256"] if body is original else hashlib.sha256(body).hexdigest()
+        size = len(body)
         self.db.begin_upload(frame["media_id"], key, sha256, size)
         if not self._matches(key, size, sha256):
-            sent = (self._put(path, key, sha256) if size < self.sync.multipart_threshold_mb * MB
-                    else self._multipart(frame["media_id"], path, key, sha256, size))
+            sent = (self._put(body, key, sha256) if size < self.sync.multipart_threshold_mb * MB
+                    else self._multipart(frame["media_id"], body, key, sha256, size))
             self.db.add_bytes_sent(self._local_now().date().isoformat(), sent)
             result.bytes_sent += sent
             if not self._matches(key, size, sha256):
@@ -178,8 +183,7 @@ class Syncer:
         raise ClientError({"Error": {"Code": "KeyConflict", "Message":
                            f"{key} already holds a different object; not overwritten"}}, "HeadObject")
 
-    def _put(self, path: Path, key: str, sha256: str) -> int:
-        body = path.read_bytes()
+    def _put(self, body: bytes, key: str, sha256: str) -> int:
         try:
             self.s3.put_object(Bucket=self.sync.bucket, Key=key, Body=body,
                                Metadata={"sha256": sha256}, IfNoneMatch="*",
@@ -190,9 +194,13 @@ class Syncer:
             return 0  # someone wrote it meanwhile; the HEAD that follows decides
         return len(body)
 
-    def _multipart(self, media_id: str, path: Path, key: str, sha256: str, size: int) -> int:
+    def _multipart(self, media_id: str, body: bytes, key: str, sha256: str, size: int) -> int:
         bucket, part_size = self.sync.bucket, self.sync.part_size_mb * MB
-        upload_id = self.db.upload_row(media_id)["upload_id"]
+        row = self.db.upload_row(media_id)
+        upload_id = row["upload_id"]
+        if upload_id and row["sha256"] != sha256:   # begun for other bytes: start again
+            self._abandon(key, upload_id)
+            upload_id = None
         done = self._uploaded_parts(key, upload_id) if upload_id else None
         if done is None:
             upload_id = self.s3.create_multipart_upload(
@@ -202,22 +210,29 @@ class Syncer:
             done = {}
         sent = 0
         count = (size + part_size - 1) // part_size
-        with open(path, "rb") as f:
-            for number in range(1, count + 1):
-                f.seek((number - 1) * part_size)
-                chunk = f.read(part_size)
-                if number in done and done[number] == len(chunk):
-                    continue
-                self.s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id,
-                                    PartNumber=number, Body=chunk)
-                sent += len(chunk)
-                if self.after_part:
-                    self.after_part(number)
+        view = memoryview(body)
+        for number in range(1, count + 1):
+            chunk = view[(number - 1) * part_size:number * part_size]
+            if number in done and done[number] == len(chunk):
+                continue
+            self.s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id,
+                                PartNumber=number, Body=bytes(chunk))
+            sent += len(chunk)
+            if self.after_part:
+                self.after_part(number)
         parts = self._uploaded_parts(key, upload_id, etags=True)
         self.s3.complete_multipart_upload(
             Bucket=bucket, Key=key, UploadId=upload_id,
             MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in sorted(parts.items())]})
         return sent
+
+    def _abandon(self, key: str, upload_id: str) -> None:
+        """Abort a multipart upload of bytes no longer to be sent (best effort:
+        the store's lifecycle rule removes one left behind)."""
+        try:
+            self.s3.abort_multipart_upload(Bucket=self.sync.bucket, Key=key, UploadId=upload_id)
+        except ClientError as exc:
+            log.info("could not abort the earlier upload of %s: %s", key, exc)
 
     def _uploaded_parts(self, key: str, upload_id: str, etags: bool = False) -> dict | None:
         """{part number: size (or ETag)} the store holds for the upload; None if it is gone."""
