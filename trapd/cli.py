@@ -59,9 +59,17 @@ def _add_location_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", help="storage root (default: storage.root in the config)")
 
 
+def _version() -> str:
+    """From the installed package's metadata (pyproject.toml's version)."""
+    from trapd.metadata import package_version
+    return package_version()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trapd", description="Raspberry Pi camera-trap firmware")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"trapd {_version()}",
+                        help="print the installed trapd version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the trap on real hardware")
@@ -328,6 +336,7 @@ def _verify(args) -> int:
 def _export(args) -> int:
     from trapd.config import load_config
     from trapd.export import ExportOptions, export_camtrap_dp, parse_since
+    from trapd.progress import Progress
     from trapd.storage import ON_CARD
 
     config = load_config(args.config)
@@ -336,6 +345,9 @@ def _export(args) -> int:
         deployment = config.station.deployment_id
         since = parse_since(args.since, config.time.tz) if args.since else None
         frames = store.saved_frames(ON_CARD, deployment, since)
+        # a line rewritten with rate and ETA on a terminal; nothing in a pipe or log
+        frames = Progress(sys.stdout, "export", plain=False).track(
+            frames, name=lambda f: Path(f["file"]).name, size=lambda f: f["size_bytes"] or 0)
         result = export_camtrap_dp(config, frames, Path(args.camtrap_dp),
                                    ExportOptions(shift_ns=_shift_ns(args.shift)), store.root)
         if args.mark_exported:
@@ -353,7 +365,8 @@ def _export(args) -> int:
 
 def _offload(args) -> int:
     from trapd.config import load_config
-    from trapd.offload import Progress, offload
+    from trapd.offload import offload
+    from trapd.progress import Progress
 
     config = load_config(args.config)
     store = _open_store(args, config)

@@ -3,7 +3,8 @@
 On a terminal: one line rewritten in place with \\r (done/total, images per
 second, MB/s, time left), then a summary line. Not on a terminal: with
 `plain=True` a line at every tenth of the work (logs stay short), else
-nothing. Wrap the work like tqdm: `for frame in progress.track(frames): ...`.
+nothing. Wrap the work like tqdm: `for frame in progress.track(frames): ...`,
+or call start/advance/finish.
 """
 
 from __future__ import annotations
@@ -42,16 +43,10 @@ class Progress:
         self._finished = False
 
     def track(self, items: Iterable[T], name: Callable[[T], str] = str,
-              size: Callable[[T], int] | None = None) -> Iterator[T]:
-        """Yield `items`, counting each one done when the caller asks for the next."""
-        items = list(items)
-        self.start(len(items))
-        try:
-            for done, item in enumerate(items, 1):
-                yield item
-                self.advance(done, name(item), size(item) if size else 0)
-        finally:
-            self.finish()
+              size: Callable[[T], int] | None = None) -> list[T]:
+        """`items` as a list that counts each one done when the next is asked
+        for, and shows the summary when a loop over it ends (like tqdm)."""
+        return _Tracked(items, self, name, size)
 
     def start(self, total: int) -> None:
         self.total = total
@@ -109,3 +104,22 @@ class Progress:
     def _write_line(self, text: str) -> None:
         self.stream.write(text + "\n")
         self.stream.flush()
+
+
+class _Tracked(list):
+    """A list (len, indexing, truth as usual) whose iteration drives a Progress."""
+
+    def __init__(self, items: Iterable[T], progress: Progress, name: Callable[[T], str],
+                 size: Callable[[T], int] | None) -> None:
+        super().__init__(items)
+        self._progress, self._name, self._size = progress, name, size
+
+    def __iter__(self) -> Iterator[T]:
+        progress = self._progress
+        progress.start(len(self))
+        try:
+            for done, item in enumerate(super().__iter__(), 1):
+                yield item
+                progress.advance(done, self._name(item), self._size(item) if self._size else 0)
+        finally:
+            progress.finish()
