@@ -18,6 +18,7 @@ from typing import Callable
 from trapd.camera import Camera
 from trapd.clock import Clock, SystemClock
 from trapd.config import Config, load_config
+from trapd.deployments import OperationLog, capture_state
 from trapd.errors import ConfigError, GpioUnavailable, HardwareError
 from trapd.location import for_images
 from trapd.metadata import StationInfo
@@ -150,6 +151,8 @@ class Daemon:
         self.config_path = config_path
         self.config = config
         self.trap = trap
+        self.operation = OperationLog(trap.store, trap.clock)   # deployment and effort record
+        self.operation.arm(config)
         self._stop = False
         self._reload = False
         self.watchdog = Watchdog(watchdog_interval_ns(), trap.clock, sd_notify)
@@ -170,14 +173,17 @@ class Daemon:
         log.info("trapd running: station %s, deployment %s",
                  self.config.station.station_id, self.config.station.deployment_id)
         sd_notify("READY=1")
+        self.operation.beat(capture_state(self.trap))
         while not (self._stop or until() or self.trap.stop_requested):
             self.trap.step()
+            self.operation.beat(capture_state(self.trap))
             self.watchdog.tick(self.trap.last_frame_ns)
             if self._reload and not self.trap.in_event:
                 self._reload = False
                 self.reload()
         sd_notify("STOPPING=1")
         self.trap.finish()
+        self.operation.close()
         log.info("trapd stopped")
         return 0
 
@@ -188,6 +194,8 @@ class Daemon:
             log.error("config reload refused, keeping the running config:\n%s", exc)
             return False
         self.trap.reconfigure(config, station_info(config, self.trap.camera.model))
+        if config.station.deployment_id != self.config.station.deployment_id:
+            self.operation.arm(config)
         self.config = self.trap.config
         log.info("config reloaded from %s", self.config_path)
         return True

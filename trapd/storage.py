@@ -603,6 +603,15 @@ class Store:
         cursor.row_factory = sqlite3.Row
         return cursor.fetchall()
 
+    def write_index(self, statements: Callable[[sqlite3.Connection], T]) -> T | None:
+        """Other records kept in the index (trapd/deployments.py), written as the
+        queue's own rows are: one transaction, None on a card too full for it."""
+        return self._write(statements)
+
+    @property
+    def index(self) -> sqlite3.Connection:
+        return self._db
+
     def close(self) -> None:
         self._db.close()
 
