@@ -1,11 +1,12 @@
 """A deployment's start, end and gaps come from the trap's own record (heartbeats), not from
 its images: the trapping effort an ecologist divides by."""
 
+import json
 from datetime import datetime, timezone
 
 from gpiozero.pins.mock import MockFactory
 
-from conftest import NS, make_config
+from conftest import NS, copy_queue, make_config, trapd
 from hw_sim.picamera2 import CameraRig
 from hw_sim.scenario import Conditions, Scenario
 from hw_sim.scene import Scene
@@ -107,3 +108,15 @@ def test_a_pickup_ends_the_deployment_and_a_new_id_ends_the_old_one(tmp_path):
         store.close()
     assert old.end_kind == "redeployed" and old.end_ns <= new.start_ns
     assert new.end_kind == "pickup" and new.end_ns == picked_up_ns
+
+
+def test_status_shows_the_open_deployment_and_deployment_end_closes_it(sim_queue, tmp_path):
+    run = sim_queue()
+    storage = copy_queue(run["storage"], tmp_path / "storage")
+    status = trapd("status", "--config", run["config"], "--storage", storage).stdout
+    deployment_id = make_config(tmp_path).station.deployment_id
+    assert f"deployment: {deployment_id} from " in status and ", open, last known running" in status
+    ended = trapd("deployment", "end", "--config", run["config"], "--storage", storage)
+    assert f"deployment {deployment_id} ended now" in ended.stdout
+    status = trapd("status", "--config", run["config"], "--storage", storage, "--json").stdout
+    assert json.loads(status)["deployment"]["ended"] == "pickup"

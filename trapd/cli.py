@@ -120,6 +120,12 @@ def _parser() -> argparse.ArgumentParser:
                          help="then delete from the card the images whose copy verified")
     _add_location_options(offload)
 
+    deployment = commands.add_parser("deployment", help="end the current deployment at pickup "
+                                     "(its end in every export)")
+    deployment.add_argument("action", choices=["end"],
+                            help="end: the trap is picked up now (before its card is taken)")
+    _add_location_options(deployment)
+
     sync = commands.add_parser("sync", help="upload images not yet in the object store "
                                "(fleet.sync), verified, within budget and windows; then stop")
     _add_location_options(sync)
@@ -253,12 +259,46 @@ def _shift_ns(text: str | None) -> int:
         raise ExportError(str(exc)) from None
 
 
+def _deployment(args) -> int:
+    from trapd.config import load_config
+    from trapd.deployments import end_deployment
+    config = load_config(args.config)
+    store = _open_store(args, config)
+    deployment_id = config.station.deployment_id
+    try:
+        if not end_deployment(store, deployment_id, time.time_ns()):
+            raise StorageError(f"deployment {deployment_id} was never started on this card "
+                               "(the daemon records it when it first runs)")
+    finally:
+        store.close()
+    print(f"deployment {deployment_id} ended now; exports give this as its end")
+    return EXIT_OK
+
+
+def _deployment_status(store, config) -> dict | None:
+    from trapd.deployments import deployment_record
+    record = deployment_record(store, config.station.deployment_id)
+    if record is None:
+        return None
+    tz = config.time.tz
+    return {"deployment_id": record.deployment_id,
+            "start": _local(record.start_ns, tz), "end": _local(record.end_ns, tz),
+            "ended": record.end_kind, "effort_days": round(record.effort_s / 86400, 3),
+            "gaps": len(record.gaps)}
+
+
+def _local(ns: int, tz) -> str:
+    from datetime import datetime
+    return datetime.fromtimestamp(ns / 1e9, tz).isoformat(timespec="seconds")
+
+
 def _status(args) -> int:
     from trapd.config import load_config
     config = load_config(args.config)
     store = _open_store(args, config)
     try:
         status = store.status()
+        status["deployment"] = _deployment_status(store, config)
     finally:
         store.close()
     status.update(_station_now(config))
@@ -268,6 +308,12 @@ def _status(args) -> int:
     print(f"queue at {status['root']}")
     print(f"  events: {_counts(status['events'])}")
     print(f"  frames: {_counts(status['frames'])}")
+    if status["deployment"]:
+        d = status["deployment"]
+        state = f"ended {d['end']} ({d['ended']})" if d["ended"] else \
+            f"open, last known running {d['end']}"
+        print(f"  deployment: {d['deployment_id']} from {d['start']}, {state}; "
+              f"{d['effort_days']} days operating, {d['gaps']} gaps")
     if status["last_event"]:
         print(f"  last event: {status['last_event']['event_id']} ({status['last_event']['trigger']})")
     floor_note = " BELOW FLOOR: not saving" if status["below_floor"] else ""
@@ -468,6 +514,7 @@ INTERRUPTED_NOTE = {
 COMMANDS = {"run": _run, "sim": _sim, "check-config": _check_config,
             "status": _status, "verify": _verify, "eval-filter": _eval_filter,
             "export": _export, "offload": _offload, "retime": _retime, "sync": _sync,
+            "deployment": _deployment,
             "walktest": _walktest, "snapshot": _snapshot}
 
 if __name__ == "__main__":
