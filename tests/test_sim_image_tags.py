@@ -45,10 +45,11 @@ def test_every_point_1_field_has_the_expected_value(images):
     for row in rows:
         tags = exiftool_tags(storage / row["file"])
         frame_meta = json.loads(row["metadata"])
-        length = tags["XMP-trap:EventLength"]
-        # sequence "n of m", event number, trigger source
-        assert tags["XMP-trap:Sequence"] == f"{row['sequence']} of {length}"
-        assert f"{row['sequence']} of {length}" in tags["IFD0:ImageDescription"]
+        # sequence number (no "of m": the burst may still be extended when a
+        # frame is saved; the true total goes into exports), event number, trigger
+        assert "XMP-trap:EventLength" not in tags
+        assert tags["XMP-trap:Sequence"] == row["sequence"]
+        assert f"{row['event_id']} {row['sequence']} pir" in tags["IFD0:ImageDescription"]
         assert tags["XMP-trap:EventSequence"] == row["sequence"]
         assert tags["XMP-trap:EventNumber"] == row["event_no"]
         assert tags["XMP-trap:TriggerSource"] == row["trigger"] == "pir"

@@ -18,6 +18,12 @@ time of the export; with `rounded` or `omit`, images whose EXIF GPS is finer
 than that are copied re-tagged (trapd/published_copy.py, shared with offload
 and fleet sync; the card's originals are never touched).
 
+The sequence "n of m" in media.exifData and in the copied images is the
+index's (trapd/storage.py saved_frames: the frame's place among its event's
+saved images, and their number, known once the event closed); the card's
+photos carry only n (trapd/metadata.py), and a copy's EXIF is re-written by
+metadata.dump_exif.
+
 Every file is written to a temporary name, fsync'd and renamed.
 """
 
@@ -42,7 +48,7 @@ import piexif
 from trapd.config import Config
 from trapd.errors import ExportError
 from trapd.location import EXACT, for_export
-from trapd.metadata import SOFTWARE, local_time, package_version
+from trapd.metadata import SOFTWARE, local_time, package_version, with_sequence_total
 from trapd.published_copy import NotPublishable, publishable
 from trapd.recovery import path_inside
 from trapd.timekeeping import format_shift
@@ -182,14 +188,14 @@ def _gather_media(config: Config, frames, outdir: Path, options: ExportOptions,
         try:
             if options.copy_media:
                 data = _read_verified(_in_queue(queue_root, frame), frame)
-                _place_copy(target, _published(data, config))
+                _place_copy(target, _with_true_sequence(_published(data, config), frame))
             else:   # offload's copy, verified against its own hash if it was re-tagged
                 data = _read_verified(target, frame, _copy_sha256(frame))
         except ExportError as exc:
             problems.append(str(exc))
             log.error("%s", exc)
             continue
-        media.append(_Media(frame, name, _embedded_tags(data)))
+        media.append(_Media(frame, name, _with_index_sequence(_embedded_tags(data), frame)))
     return media
 
 
@@ -230,6 +236,34 @@ def _published(jpeg: bytes, config: Config) -> bytes:
         return publishable(jpeg, config.station.location.publish)
     except NotPublishable as exc:
         raise ExportError(f"{exc}; left out of the package") from exc
+
+
+def _true_sequence(frame: sqlite3.Row) -> tuple[int, int] | None:
+    """(n, m): the frame's place among its event's saved images and their
+    number, from the index; None while the event is open (m not known yet)."""
+    if "event_images" not in frame.keys() or frame["event_images"] is None:
+        return None
+    return frame["image_number"], frame["event_images"]
+
+
+def _with_true_sequence(jpeg: bytes, frame: sqlite3.Row) -> bytes:
+    """The copy's bytes carrying the index's "n of m" (the card's carry only n)."""
+    true = _true_sequence(frame)
+    return jpeg if true is None else with_sequence_total(jpeg, frame["event_id"], *true)
+
+
+def _with_index_sequence(tags: dict, frame: sqlite3.Row) -> dict:
+    """media.exifData's sequence fields from the index, never a total the file
+    guessed (photos of earlier trapd versions carry the planned length at save time)."""
+    xmp, true = tags["XMP-trap"], _true_sequence(frame)
+    if true is None:
+        xmp.pop("EventLength", None)
+        if "Sequence" in xmp:
+            xmp["Sequence"] = frame["sequence"]
+    else:
+        xmp["Sequence"], xmp["EventLength"] = f"{true[0]} of {true[1]}", true[1]
+    tags["XMP-trap"] = {name: xmp[name] for name in _XMP_TAGS if name in xmp}
+    return tags
 
 
 def _embedded_tags(jpeg: bytes) -> dict:

@@ -10,6 +10,10 @@ What goes where follows the data-standards research note, §3-4: the standard EX
 camera-trap tools read (DateTimeOriginal above all), GPS for the station, and
 the trap's own fields (event, sequence, trigger) in XMP under XMP_NAMESPACE,
 repeated as a flat ASCII UserComment and ImageDescription for EXIF-only readers.
+A photo carries only what is true when it is written: its sequence number
+(XMP EventSequence, Sequence "n", UserComment seq=n) and event id, never an
+"of m" total, which a PIR re-trigger extending the burst would make false;
+the final "n of m" is in the index and in exported copies (trapd/export.py).
 
 Times: every date field comes from one `local_time`, floored to the
 microsecond, so seconds and milliseconds always agree (never "...:59.1000").
@@ -149,8 +153,7 @@ class CaptureInfo:
     media_id: str  # 32 hex digits
     event_id: str
     event_number: int
-    sequence: int  # 1-based position in the event
-    event_length: int  # frames in the event so far
+    sequence: int  # 1-based position in the event (its frame in the burst)
     capture_method: str  # "activityDetection" | "timeLapse"
     trigger_source: str  # "pir" | "timer" | "manual"
     motion_score: float | None
@@ -167,10 +170,17 @@ class CaptureInfo:
     clock_synchronised: bool | None = None  # None = unknown
     pre_trigger: bool | None = None  # held from before the edge (None = not recorded)
     sensor_timestamp_ns: int | None = None  # the camera's SensorTimestamp (monotonic)
+    # The event's final number of images, only where it is known: never when a
+    # frame is saved (a PIR re-trigger can still extend the burst), so the
+    # card's photos carry no total; export writes the true "n of m" from the
+    # index into its copies and media.csv (trapd/export.py).
+    event_length: int | None = None
 
     @property
     def sequence_text(self) -> str:
-        """Reconyx-style "n of m"."""
+        """The sequence number, "n" (Reconyx-style "n of m" once the total is known)."""
+        if self.event_length is None:
+            return str(self.sequence)
         return f"{self.sequence} of {self.event_length}"
 
 
@@ -391,7 +401,8 @@ def _user_comment(station: StationInfo, capture: CaptureInfo) -> bytes:
         ("station", _clean("station.station_id", station.station_id)),
         ("deployment", _clean("station.deployment_id", station.deployment_id)),
         ("event", _clean("event id", capture.event_id)),
-        ("seq", f"{capture.sequence}/{capture.event_length}"),
+        ("seq", str(capture.sequence) if capture.event_length is None
+         else f"{capture.sequence}/{capture.event_length}"),
         ("trigger", _clean("trigger source", capture.trigger_source, LABEL_LIMIT)),
         ("motion", _score(capture.motion_score)),
     ]
@@ -589,7 +600,7 @@ def _xmp_fields(station: StationInfo, capture: CaptureInfo) -> dict[str, str]:
         "MediaID": _clean("media id", capture.media_id),
         "EventID": _clean("event id", capture.event_id),
         "EventSequence": str(capture.sequence),
-        "EventLength": str(capture.event_length),
+        "EventLength": None if capture.event_length is None else str(capture.event_length),
         "CaptureMethod": _clean("capture method", capture.capture_method, LABEL_LIMIT),
         "TriggerSource": _clean("trigger source", capture.trigger_source, LABEL_LIMIT),
     }
@@ -672,3 +683,86 @@ def _header_markers(jpeg: bytes) -> list[int]:
             return markers
         pos += 2 + int.from_bytes(jpeg[pos + 2:pos + 4], "big")
     raise ValueError("truncated JPEG: no start of scan")
+
+
+# ------------------------------------------------------- the final "n of m"
+_XMP_FIELD = "<{prefix}:{name}>{value}</{prefix}:{name}>"
+
+
+def with_sequence_total(jpeg: bytes, event_id: str, number: int, total: int) -> bytes:
+    """A copy of one of our photos saying it is image `number` of the `total`
+    images of event `event_id` (known once the event closed; from the index):
+    XMP Sequence "n of m" and EventLength m, ImageDescription "... n of m ...",
+    UserComment seq=n/m. Every other tag and the image data are as they were;
+    the EXIF segment is re-written by dump_exif (so a copy of a photo written
+    by piexif.dump comes out clean too). A field that is not there, or not in
+    our format, is left as it is."""
+    sequence = f"{number} of {total}"
+    out = _with_app1(jpeg, _XMP_HEADER, lambda packet: _xmp_with_sequence(packet, sequence, total))
+    return _with_app1(out, _EXIF_HEADER, lambda tiff: _exif_with_sequence(
+        tiff, event_id.encode("utf-8"), number, total))
+
+
+def _exif_with_sequence(tiff: bytes, event_id: bytes, number: int, total: int) -> bytes:
+    try:
+        exif = piexif.load(_EXIF_HEADER + tiff)
+    except Exception:  # not readable EXIF: nothing to correct
+        return tiff
+    image, main = exif.get("0th", {}), exif.get("Exif", {})
+    description = image.get(piexif.ImageIFD.ImageDescription)
+    if isinstance(description, bytes):
+        image[piexif.ImageIFD.ImageDescription] = re.sub(
+            re.escape(event_id) + rb" \d+(?: of \d+)?(?= |$)",
+            lambda m: event_id + f" {number} of {total}".encode(), description, count=1)
+    comment = main.get(piexif.ExifIFD.UserComment)
+    if isinstance(comment, bytes):
+        try:
+            text = piexif.helper.UserComment.load(comment)
+        except ValueError:
+            text = None
+        if text is not None:
+            text = re.sub(r"(?<![^;])seq=[^;]*", f"seq={number}/{total}", text, count=1)
+            main[piexif.ExifIFD.UserComment] = piexif.helper.UserComment.dump(
+                text, "ascii" if text.isascii() else "unicode")
+    try:  # re-written even if unchanged: a photo of an older trapd had piexif's layout
+        return dump_exif(exif)[len(_EXIF_HEADER):]
+    except Exception:  # a value or a thumbnail dump_exif does not write
+        return tiff
+
+
+def _xmp_with_sequence(packet: bytes, sequence: str, total: int) -> bytes:
+    def field(name: str, value) -> bytes:
+        return _XMP_FIELD.format(prefix=XMP_PREFIX, name=name, value=value).encode()
+
+    def pattern(name: str) -> bytes:
+        return re.escape(field(name, "@")).replace(b"@", rb"[^<]*")
+
+    if not re.search(pattern("Sequence"), packet):
+        return packet
+    packet = re.sub(pattern("Sequence"), lambda m: field("Sequence", sequence), packet, count=1)
+    if re.search(pattern("EventLength"), packet):
+        return re.sub(pattern("EventLength"), lambda m: field("EventLength", total), packet,
+                      count=1)
+    # Where build_xmp puts it, right after EventSequence (else before Sequence).
+    anchor = re.search(pattern("EventSequence") + rb"\n", packet) \
+        or re.search(rb"[ \t]*" + pattern("Sequence"), packet)
+    at = anchor.end() if anchor.group().endswith(b"\n") else anchor.start()
+    return packet[:at] + b"   " + field("EventLength", total) + b"\n" + packet[at:]
+
+
+def _with_app1(jpeg: bytes, header: bytes, change) -> bytes:
+    """`jpeg` with the payload of its first APP1 segment starting with `header`
+    replaced by change(rest of payload); unchanged if there is none, or if the
+    new payload does not fit one segment."""
+    pos = len(_SOI)
+    while pos + 4 <= len(jpeg) and jpeg[pos] == 0xFF and jpeg[pos + 1] != _SOS:
+        end = pos + 2 + int.from_bytes(jpeg[pos + 2:pos + 4], "big")
+        payload = jpeg[pos + 4:end]
+        if jpeg[pos + 1] == _APP1 and payload.startswith(header):
+            new = change(payload[len(header):])
+            if new == payload[len(header):] or len(header) + len(new) > _MAX_SEGMENT_PAYLOAD \
+                    or (header == _XMP_HEADER and len(new) >= _MAX_XMP_BYTES):
+                return jpeg
+            return jpeg[:pos] + _app1(header + new) + jpeg[end:]
+        pos = end
+    return jpeg

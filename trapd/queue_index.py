@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS events (
     state TEXT NOT NULL DEFAULT 'open',
     note TEXT,
     clock_synced INTEGER,
-    wall_jump_ns INTEGER NOT NULL DEFAULT 0
+    wall_jump_ns INTEGER NOT NULL DEFAULT 0,
+    saved_images INTEGER
 );
 CREATE TABLE IF NOT EXISTS frames (
     id INTEGER PRIMARY KEY,
@@ -59,6 +60,9 @@ CREATE TABLE IF NOT EXISTS frames (
 ADDED_COLUMNS = (
     ("events", "clock_synced", "INTEGER"),
     ("events", "wall_jump_ns", "INTEGER NOT NULL DEFAULT 0"),
+    # The event's saved images, counted when it closes (the m of "n of m"); NULL:
+    # still open, or closed by an older trapd (then counted from its frames).
+    ("events", "saved_images", "INTEGER"),
     ("frames", "exported_wall_ns", "INTEGER"),
     ("frames", "offload_dest", "TEXT"),
     ("frames", "offload_path", "TEXT"),

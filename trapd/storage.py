@@ -285,9 +285,12 @@ class Store:
         return self._write(insert) or EventRecord(UNRECORDED, f"{deployment_id}-unrecorded")
 
     def close_event(self, event: EventRecord, ended_wall_ns: int, note: str | None = None) -> None:
+        """Called once all the event's frames are indexed: records its final
+        number of saved images (`saved_images`, the m of "n of m")."""
         self._write(lambda db: db.execute(
-            "UPDATE events SET state = 'closed', ended_wall_ns = ?, note = ? WHERE number = ?",
-            (ended_wall_ns, note, event.number)))
+            "UPDATE events SET state = 'closed', ended_wall_ns = ?, note = ?, saved_images ="
+            " (SELECT COUNT(*) FROM frames WHERE event_number = ? AND file IS NOT NULL)"
+            " WHERE number = ?", (ended_wall_ns, note, event.number, event.number)))
 
     def add_wall_jump(self, event: EventRecord, jump_ns: int) -> None:
         """A wall-clock step seen while `event` was in progress."""
@@ -552,10 +555,17 @@ class Store:
                      ) -> list[sqlite3.Row]:
         """Saved frames in capture order (event number, then sequence), each with
         its event's fields (event_id, trigger, clock_synced, wall_jump_ns,
-        deployment_id, trigger_wall_ns, ended_wall_ns)."""
+        deployment_id, trigger_wall_ns, ended_wall_ns) and its true "n of m":
+        image_number (its place among the event's saved images) and event_images
+        (their number; NULL while the event is open, its frames not all in)."""
         marks = ",".join("?" * len(states))
+        saved = "SELECT COUNT(*) FROM frames g WHERE g.event_number = f.event_number" \
+                " AND g.file IS NOT NULL"
         query = ("SELECT f.*, e.event_id, e.trigger, e.clock_synced, e.wall_jump_ns,"
-                 " e.deployment_id, e.station_id, e.trigger_wall_ns, e.ended_wall_ns"
+                 " e.deployment_id, e.station_id, e.trigger_wall_ns, e.ended_wall_ns,"
+                 f" ({saved} AND g.sequence <= f.sequence) AS image_number,"
+                 f" CASE WHEN e.state = 'open' THEN NULL ELSE COALESCE(e.saved_images, ({saved}))"
+                 " END AS event_images"
                  " FROM frames f JOIN events e ON e.number = f.event_number"
                  f" WHERE f.file IS NOT NULL AND f.state IN ({marks})")
         params: list = list(states)

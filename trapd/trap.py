@@ -409,7 +409,7 @@ class Trap:
         capture = CaptureInfo(
             wall_time_ns=record.capture_wall_ns, media_id=record.media_id,
             event_id=event.record.event_id, event_number=event.record.number,
-            sequence=record.sequence, event_length=event.sequence + max(event.frames_due - 1, 0),
+            sequence=record.sequence,  # no total: the burst may still be extended
             capture_method=CAPTURE_METHOD.get(event.trigger.source, "activityDetection"),
             trigger_source=event.trigger.source, motion_score=round(record.score, 5),
             width=w, height=h, exposure_time_us=m.get("ExposureTime"),
