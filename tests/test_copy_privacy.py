@@ -45,7 +45,8 @@ def card(sim_queue, tmp_path, publish, taken):
 
 def exiftool_tags(images) -> list[dict]:
     exiftool = require_tool("exiftool")
-    out = subprocess.run([exiftool, "-n", "-j", "-a", "-G1", *map(str, images)],
+    out = subprocess.run([exiftool, "-n", "-j", "-a", "-G1", "-all", "-validate",
+                          *map(str, images)],
                          capture_output=True, text=True, check=True).stdout
     return json.loads(out)
 
@@ -55,6 +56,7 @@ def assert_copies_publish(images, publish):
     assert images
     for tags in exiftool_tags(images):
         where = tags["SourceFile"]
+        assert tags["ExifTool:Validate"] == "0 0 0", (where, tags.get("ExifTool:Warning"))
         gps = {k: v for k, v in tags.items() if "GPS" in k}
         assert not [k for k in gps if "Altitude" in k], (where, gps)
         if publish == "omit":

@@ -26,7 +26,7 @@ import io
 import piexif
 
 from trapd.location import EXACT, OMIT, ROUNDED_DECIMALS, for_images
-from trapd.metadata import StationInfo, gps_ifd
+from trapd.metadata import StationInfo, dump_exif, gps_ifd
 
 _G = piexif.GPSIFD
 
@@ -50,7 +50,7 @@ def publishable(jpeg: bytes, publish: str) -> bytes:
         return jpeg
     exif["GPS"] = allowed
     out = io.BytesIO()
-    piexif.insert(piexif.dump(exif), jpeg, out)
+    piexif.insert(dump_exif(exif), jpeg, out)   # clean IFDs (piexif.dump overlaps them)
     return out.getvalue()
 
 
