@@ -1,13 +1,18 @@
 """A deployment's start, end and gaps come from the trap's own record (heartbeats), not from
 its images: the trapping effort an ecologist divides by."""
 
+import csv
 import json
+import re
+import subprocess
+import sys
 from datetime import datetime, timezone
 
 from gpiozero.pins.mock import MockFactory
 
-from conftest import NS, copy_queue, make_config, trapd
+from conftest import NS, camtrap_validator, copy_queue, make_config, trapd, write_config
 from hw_sim.picamera2 import CameraRig
+from hw_sim.pir import PirOutputPin
 from hw_sim.scenario import Conditions, Scenario
 from hw_sim.scene import Scene
 from trapd.clock import VirtualClock
@@ -37,6 +42,7 @@ class Station:
     def start(self, config=None):
         self.config = config or self.config
         self.factory = MockFactory()
+        self.pin = self.factory.pin(self.config.hardware.pir_pin, pin_class=PirOutputPin)
         hardware = Hardware(self.rig.picamera2_class, self.factory, self.clock)
         self.daemon = Daemon(None, self.config, build_trap(self.config, hardware))
 
@@ -47,6 +53,12 @@ class Station:
     def stop(self):
         close_trap(self.daemon.trap)
         self.factory.close()
+
+    def pir_pulses(self, count, every_ns):
+        now = self.clock.monotonic_ns()
+        for i in range(1, count + 1):
+            self.clock.call_at(now + i * every_ns, self.pin.drive_high)
+            self.clock.call_at(now + i * every_ns + NS // 2, self.pin.drive_low)
 
     def power_loss(self, ns):
         """The power goes: nothing is written on the way down; it comes back `ns` later."""
@@ -62,10 +74,12 @@ class Station:
             store.close()
 
 
-def test_start_end_and_gaps_come_from_the_trap_not_from_images(tmp_path):
-    station = Station(tmp_path)
+def three_days_with_a_power_loss_and_a_full_card(station):
+    """Day 1 with a few PIR events; then 6 h without power, 12 h, 2 h of a full card, the
+    rest to 3 days. Returns the wall time the daemon first ran."""
     start_ns = station.clock.wall_ns()
     station.start()
+    station.pir_pulses(3, 4 * HOUR)
     station.run_for(1 * DAY)
     station.power_loss(6 * HOUR)
     station.start()
@@ -76,6 +90,12 @@ def test_start_end_and_gaps_come_from_the_trap_not_from_images(tmp_path):
     health.clear(STORAGE_FULL, "test: room again")
     station.run_for(DAY * 3 - station.clock.wall_ns() + start_ns)
     station.stop()
+    return start_ns
+
+
+def test_start_end_and_gaps_come_from_the_trap_not_from_images(tmp_path):
+    station = Station(tmp_path)
+    start_ns = three_days_with_a_power_loss_and_a_full_card(station)
     record = station.record()
     assert record.start_ns == start_ns
     assert abs(record.end_ns - (start_ns + 3 * DAY)) <= HEARTBEAT_S * NS
@@ -120,3 +140,91 @@ def test_status_shows_the_open_deployment_and_deployment_end_closes_it(sim_queue
     assert f"deployment {deployment_id} ended now" in ended.stdout
     status = trapd("status", "--config", run["config"], "--storage", storage, "--json").stdout
     assert json.loads(status)["deployment"]["ended"] == "pickup"
+
+
+def package_tables(package):
+    def rows(name):
+        with open(package / f"{name}.csv", newline="") as f:
+            return list(csv.DictReader(f))
+    return rows("deployments"), rows("media")
+
+
+def validate(package):
+    result = subprocess.run([sys.executable, str(camtrap_validator()), str(package),
+                             "--strict", "--check-media"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def effort_from_package(deployment: dict) -> float:
+    """Operating days as an analysis script would compute them from the package: the
+    deployment's span minus the `from/to why` gaps its comments list (README)."""
+    start = datetime.fromisoformat(deployment["deploymentStart"])
+    end = datetime.fromisoformat(deployment["deploymentEnd"])
+    gaps = re.findall(r"(\S+)/(\S+) [a-z_]+", deployment["deploymentComments"])
+    lost = sum((datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
+               for a, b in gaps)
+    return ((end - start).total_seconds() - lost) / 86400
+
+
+def test_the_package_spans_the_whole_deployment_with_its_gaps_and_effort(tmp_path):
+    station = Station(tmp_path, {"filter": {"enabled": False}})
+    start_ns = three_days_with_a_power_loss_and_a_full_card(station)
+    config = write_config(tmp_path / "config.yaml", tmp_path,
+                          {"power": {"mode": "standby"}, "filter": {"enabled": False}})
+    package = tmp_path / "package"
+    trapd("export", "--camtrap-dp", package, "--config", config)
+    validate(package)
+    [deployment], media = package_tables(package)
+    assert media and all(m["timestamp"][:10] == media[0]["timestamp"][:10] for m in media)
+    tz = station.config.time.tz
+    start = datetime.fromisoformat(deployment["deploymentStart"])
+    end = datetime.fromisoformat(deployment["deploymentEnd"])
+    assert start == datetime.fromtimestamp(start_ns // NS, tz)
+    assert abs((end - start).total_seconds() - 3 * 86400) <= HEARTBEAT_S
+    assert "not_running" in deployment["deploymentComments"]
+    assert "storage_full" in deployment["deploymentComments"]
+    assert abs(effort_from_package(deployment) - (3 - 8 / 24)) <= HEARTBEAT_S / 86400 * 2
+    # --since changes which images, never the deployment
+    later = tmp_path / "later"
+    trapd("export", "--camtrap-dp", later, "--config", config, "--since",
+          media[-1]["timestamp"])
+    [again], _ = package_tables(later)
+    assert (again["deploymentStart"], again["deploymentEnd"]) == (
+        deployment["deploymentStart"], deployment["deploymentEnd"])
+
+
+def test_a_deployment_with_no_images_exports_as_a_valid_package(tmp_path):
+    station = Station(tmp_path)
+    station.start()
+    station.run_for(2 * DAY)
+    station.stop()
+    config = write_config(tmp_path / "config.yaml", tmp_path, {"power": {"mode": "standby"}})
+    package = tmp_path / "empty"
+    result = trapd("export", "--camtrap-dp", package, "--config", config)
+    assert "0 images, 0 events" in result.stdout
+    validate(package)
+    [deployment], media = package_tables(package)
+    assert media == []
+    assert abs(effort_from_package(deployment) - 2) <= HEARTBEAT_S / 86400
+
+
+def test_export_all_writes_every_deployment_on_the_card(tmp_path):
+    station = Station(tmp_path, {"filter": {"enabled": False}})
+    station.start()
+    station.pir_pulses(1, HOUR)
+    station.run_for(3 * HOUR)
+    station.stop()
+    station.start(make_config(tmp_path, {"power": {"mode": "standby"},
+                                         "station": {"deployment_id": "LOL-A017-2027-05"}}))
+    station.run_for(3 * HOUR)
+    station.stop()
+    config = write_config(tmp_path / "config.yaml", tmp_path,
+                          {"station": {"deployment_id": "LOL-A017-2027-05"}})
+    out = tmp_path / "all"
+    trapd("export", "--camtrap-dp", out, "--all", "--config", config)
+    first, second = out / "LOL-A017-2026-11", out / "LOL-A017-2027-05"
+    for package in (first, second):
+        validate(package)
+    assert len(package_tables(first)[1]) > 0 and package_tables(second)[1] == []
+    assert package_tables(first)[0][0]["deploymentEnd"] <= package_tables(second)[0][0][
+        "deploymentStart"]

@@ -99,13 +99,18 @@ def _parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="check every indexed image and every stored JPEG")
     _add_location_options(verify)
 
-    export = commands.add_parser("export", help="write a Camtrap DP 1.0.2 package of the "
-                                 "current deployment's images")
+    export = commands.add_parser("export", help="write a Camtrap DP 1.0.2 package of a "
+                                 "deployment (default: the current one), images or none")
     export.add_argument("--camtrap-dp", required=True, metavar="OUTDIR",
                         help="package directory to write (new, empty, or an earlier export)")
     export.add_argument("--since", metavar="DATE",
                         help="only images taken from this date (YYYY-MM-DD, the deployment's "
                              "local time) or moment (ISO 8601 with offset)")
+    which = export.add_mutually_exclusive_group()
+    which.add_argument("--deployment", metavar="ID",
+                       help="this deployment instead of the current one (station.deployment_id)")
+    which.add_argument("--all", action="store_true",
+                       help="every deployment on the card, each into OUTDIR/<deployment id>/")
     export.add_argument("--mark-exported", action="store_true",
                         help="mark the exported images 'exported' in the index")
     export.add_argument("--shift", metavar="±DURATION",
@@ -381,32 +386,57 @@ def _verify(args) -> int:
 
 def _export(args) -> int:
     from trapd.config import load_config
-    from trapd.export import ExportOptions, export_camtrap_dp, parse_since
-    from trapd.progress import Progress
-    from trapd.storage import ON_CARD
+    from trapd.export import parse_since
 
     config = load_config(args.config)
     store = _open_store(args, config)
+    problems = []
     try:
-        deployment = config.station.deployment_id
         since = parse_since(args.since, config.time.tz) if args.since else None
-        frames = store.saved_frames(ON_CARD, deployment, since)
-        # a line rewritten with rate and ETA on a terminal; nothing in a pipe or log
-        frames = Progress(sys.stdout, "export", plain=False).track(
-            frames, name=lambda f: Path(f["file"]).name, size=lambda f: f["size_bytes"] or 0)
-        result = export_camtrap_dp(config, frames, Path(args.camtrap_dp),
-                                   ExportOptions(shift_ns=_shift_ns(args.shift)), store.root)
-        if args.mark_exported:
-            store.mark_exported(result.frame_ids, time.time_ns())
-        others = [d for d in store.deployments() if d != deployment]
+        chosen = _deployments_to_export(args, config, store)
+        for deployment_id in chosen:
+            outdir = Path(args.camtrap_dp) / deployment_id if args.all else Path(args.camtrap_dp)
+            problems += _export_one(args, config, store, deployment_id, since, outdir)
+        others = [d for d in store.deployments() if d not in chosen]
     finally:
         store.close()
-    print(f"{result.outdir}: Camtrap DP {len(result.frame_ids)} images, {result.events} events "
-          f"of deployment {deployment}")
     if others:
-        print(f"not exported: deployment(s) {', '.join(others)} (export each with the config "
-              "it ran with)")
-    return _print_problems(result.problems)
+        print(f"not exported: deployment(s) {', '.join(others)} (--deployment ID, or --all)")
+    return _print_problems(problems)
+
+
+def _deployments_to_export(args, config, store) -> list[str]:
+    from trapd.deployments import recorded_deployments
+    if args.all:
+        known = recorded_deployments(store)
+        return known + [d for d in store.deployments() if d not in known]
+    return [args.deployment or config.station.deployment_id]
+
+
+def _export_one(args, config, store, deployment_id: str, since, outdir: Path) -> list[str]:
+    """One deployment's package: its start, end and gaps as the trap recorded them."""
+    from trapd.deployments import as_deployed, deployment_record
+    from trapd.export import ExportOptions, export_camtrap_dp
+    from trapd.progress import Progress
+    from trapd.storage import ON_CARD
+
+    record = deployment_record(store, deployment_id)
+    if deployment_id != config.station.deployment_id:
+        if record is None:
+            raise ExportError(f"deployment {deployment_id} has no record on this card (its "
+                              "position is unknown): export it with the config it ran with")
+        config = as_deployed(config, record)
+    frames = store.saved_frames(ON_CARD, deployment_id, since)
+    # a line rewritten with rate and ETA on a terminal; nothing in a pipe or log
+    frames = Progress(sys.stdout, "export", plain=False).track(
+        frames, name=lambda f: Path(f["file"]).name, size=lambda f: f["size_bytes"] or 0)
+    options = ExportOptions(shift_ns=_shift_ns(args.shift), deployment=record)
+    result = export_camtrap_dp(config, frames, outdir, options, store.root)
+    if args.mark_exported:
+        store.mark_exported(result.frame_ids, time.time_ns())
+    print(f"{result.outdir}: Camtrap DP {len(result.frame_ids)} images, {result.events} events "
+          f"of deployment {deployment_id}")
+    return result.problems
 
 
 def _offload(args) -> int:

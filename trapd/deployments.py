@@ -169,9 +169,10 @@ class OperationLog:
         now = self._clock.wall_ns()
         if self._deployment_id is None:
             return
-        if state == self._state and now - self._written_ns < self._interval_ns:
+        stepped_back = now < self._written_ns     # the wall clock was set back: a new run
+        if state == self._state and 0 <= now - self._written_ns < self._interval_ns:
             return
-        if state == self._state and self._run_id is not None:
+        if state == self._state and self._run_id is not None and not stepped_back:
             run_id = self._run_id
             self._store.write_index(lambda db: db.execute(
                 "UPDATE runs SET to_wall_ns = ? WHERE id = ?", (now, run_id)))
@@ -181,7 +182,7 @@ class OperationLog:
         self._written_ns = now
 
     def _new_run(self, db: sqlite3.Connection, state: str, now: int) -> int:
-        if self._run_id is not None:        # the old run ends where the new one starts
+        if self._run_id is not None and now >= self._written_ns:   # ends where the next starts
             db.execute("UPDATE runs SET to_wall_ns = ? WHERE id = ?", (now, self._run_id))
         return db.execute(
             "INSERT INTO runs (deployment_id, state, from_wall_ns, to_wall_ns) "
@@ -232,8 +233,23 @@ def recorded_deployments(store) -> list[str]:
         return []
 
 
-def gaps_text(deployment: Deployment, tz: dt.tzinfo) -> str:
-    """The gaps as a script can parse them: `from/to why` ISO 8601 intervals, `; ` apart."""
+def gaps_text(deployment: Deployment, tz: dt.tzinfo, shift_ns: int = 0) -> str:
+    """The gaps as a script can parse them: `from/to why` (ISO 8601), `, ` apart."""
     def iso(ns: int) -> str:
-        return dt.datetime.fromtimestamp(ns / NS, tz).isoformat(timespec="seconds")
-    return "; ".join(f"{iso(g.from_ns)}/{iso(g.to_ns)} {g.why}" for g in deployment.gaps)
+        return dt.datetime.fromtimestamp((ns + shift_ns) / NS, tz).isoformat(timespec="seconds")
+    return ", ".join(f"{iso(g.from_ns)}/{iso(g.to_ns)} {g.why}" for g in deployment.gaps)
+
+
+def as_deployed(config: Config, deployment: Deployment) -> Config:
+    """`config` with the station as it was for `deployment` (its id, position and mount,
+    as recorded), for exporting a deployment other than the current one. How much of
+    the position leaves the card is still today's `publish`."""
+    station = config.station
+    location = dataclasses.replace(station.location, **{
+        k: v for k, v in deployment.location.items() if v is not None or k == "elevation_m"})
+    camera = dataclasses.replace(station.camera, height_m=deployment.camera["camera_height_m"],
+                                 heading_deg=deployment.camera["camera_heading_deg"],
+                                 tilt_deg=deployment.camera["camera_tilt_deg"])
+    return dataclasses.replace(config, station=dataclasses.replace(
+        station, deployment_id=deployment.deployment_id, station_id=deployment.station_id,
+        location=location, camera=camera))

@@ -46,6 +46,7 @@ from pathlib import Path
 import piexif
 
 from trapd.config import Config
+from trapd.deployments import Deployment, gaps_text
 from trapd.errors import ExportError
 from trapd.location import EXACT, for_export
 from trapd.metadata import SOFTWARE, local_time, package_version, with_sequence_total
@@ -105,6 +106,9 @@ class ExportOptions:
     shift_ns: int = 0          # added to every camera time (a known clock error)
     copy_media: bool = True    # False: the images are already in OUTDIR/media (offload)
     media_root: Path | None = None  # where the frames' files are read from (default: the queue)
+    # The deployment as the trap recorded it (start, end, gaps); None on a card from
+    # before deployments were recorded: then its span is its images' and it needs some.
+    deployment: Deployment | None = None
 
 
 @dataclass
@@ -132,14 +136,14 @@ def export_camtrap_dp(config: Config, frames: list[sqlite3.Row], outdir: Path,
     _prepare_outdir(outdir)
     result = ExportResult(outdir)
     media = _gather_media(config, frames, outdir, options, queue_root, result.problems)
-    if not media:
+    if not media and (options.deployment is None or result.problems):
         raise ExportError(f"nothing to export for deployment {config.station.deployment_id}"
                           + (f": {len(result.problems)} image(s) unreadable" if result.problems
                              else " (no saved images match)"))
     tz = config.time.tz
     events = _events(media)
     tables = {
-        "deployments": [_deployment_row(config, media, events, options.shift_ns)],
+        "deployments": [_deployment_row(config, media, events, options)],
         "media": [_media_row(m, tz, options.shift_ns) for m in media],
         "observations": [_observation_row(config, number, group, tz, options.shift_ns)
                          for number, group in events.items()],
@@ -342,15 +346,22 @@ def _observation_row(config: Config, event_number: int, group: list[_Media], tz:
     }
 
 
-def _deployment_row(config: Config, media: list[_Media], events: dict, shift_ns: int) -> dict:
+def _deployment_row(config: Config, media: list[_Media], events: dict,
+                    options: ExportOptions) -> dict:
     station, where, mount = config.station, config.station.location, config.station.camera
     published = for_export(where.latitude, where.longitude, where.elevation_m,
                            where.uncertainty_m, where.publish)
-    start_ns, end_ns = _deployment_span(media, events)
+    record, shift_ns = options.deployment, options.shift_ns
+    start_ns, end_ns = _deployment_span(media, events) if media else (None, None)
+    if record:      # a clock step can put images outside the recorded span: cover them too
+        start_ns = min(record.start_ns, start_ns or record.start_ns)
+        end_ns = max(record.end_ns, end_ns or record.end_ns)
     tags = [f"firmware:{package_version()}"]
     if published.elevation_m is not None:
         tags.append(f"elevation:{published.elevation_m:g}")
-    first = media[0].tags["EXIF"]
+    if record:
+        tags += [f"operatingDays:{record.effort_s / 86400:.4f}", f"gaps:{len(record.gaps)}"]
+    first = media[0].tags["EXIF"] if media else {}
     return {
         "deploymentID": station.deployment_id, "locationID": station.station_id,
         "locationName": station.station_id,
@@ -366,8 +377,24 @@ def _deployment_row(config: Config, media: list[_Media], events: dict, shift_ns:
         "cameraHeading": "" if mount.heading_deg is None else mount.heading_deg,
         "timestampIssues": _timestamp_issues([m.frame for m in media]),
         "deploymentTags": " | ".join(tags),
-        "deploymentComments": _deployment_comments(media, where.publish, shift_ns),
+        "deploymentComments": "; ".join(filter(None, (
+            _deployment_comments(media, where.publish, shift_ns),
+            _effort_comments(record, config.time.tz, shift_ns)))),
     }
+
+
+def _effort_comments(record: Deployment | None, tz: dt.tzinfo, shift_ns: int) -> str:
+    """When the trap could not capture, as `from/to why` intervals a script can cut from
+    the effort (README, "Trapping effort")."""
+    if record is None:
+        return ""
+    notes = []
+    if record.end_kind is None:
+        notes.append("deploymentEnd is the last time the trap was known running "
+                      "(not picked up when exported)")
+    if record.gaps:
+        notes.append("not capturing: " + gaps_text(record, tz, shift_ns))
+    return "; ".join(notes)
 
 
 def _deployment_span(media: list[_Media], events: dict) -> tuple[int, int]:
@@ -386,7 +413,7 @@ def _timestamp_issues(frames: list[sqlite3.Row]) -> str:
     false if every event was on a synchronised clock; empty when unrecorded."""
     if any(f["clock_synced"] == 0 or f["wall_jump_ns"] for f in frames):
         return "true"
-    if all(f["clock_synced"] == 1 for f in frames):
+    if frames and all(f["clock_synced"] == 1 for f in frames):
         return "false"
     return ""
 
@@ -436,7 +463,7 @@ def _descriptor(config: Config, deployment: dict, media: list[_Media]) -> dict:
             "title": project.title or f"Camera trap station {station.station_id}",
             "samplingDesign": project.sampling_design,
             "captureMethod": sorted({CAPTURE_METHOD.get(m.frame["trigger"], "activityDetection")
-                                     for m in media}),
+                                     for m in media} or {"activityDetection"}),
             "individualAnimals": project.individual_animals,
             "observationLevel": ["event"],
         },
