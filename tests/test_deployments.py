@@ -228,3 +228,29 @@ def test_export_all_writes_every_deployment_on_the_card(tmp_path):
     assert len(package_tables(first)[1]) > 0 and package_tables(second)[1] == []
     assert package_tables(first)[0][0]["deploymentEnd"] <= package_tables(second)[0][0][
         "deploymentStart"]
+
+
+def test_offload_after_a_redeployment_writes_a_valid_package_for_each_deployment(tmp_path):
+    station = Station(tmp_path, {"filter": {"enabled": False}})
+    station.start()
+    station.pir_pulses(1, HOUR)
+    station.run_for(3 * HOUR)
+    station.stop()
+    overrides = {"power": {"mode": "standby"}, "filter": {"enabled": False},
+                 "station": {"deployment_id": "LOL-A017-2027-05"}}
+    station.start(make_config(tmp_path, overrides))
+    station.pir_pulses(1, HOUR)
+    station.run_for(3 * HOUR)
+    station.stop()
+    config = write_config(tmp_path / "config.yaml", tmp_path, overrides)
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    result = trapd("offload", drive, "--config", config)
+    for deployment_id in ("LOL-A017-2026-11", "LOL-A017-2027-05"):
+        package = drive / deployment_id
+        validate(package)
+        [deployment], media = package_tables(package)
+        assert deployment["deploymentID"] == deployment_id
+        on_drive = sorted(p.name for p in (package / "media").iterdir())
+        assert on_drive == sorted(m["fileName"] for m in media) and on_drive, deployment_id
+    assert "not written" not in result.stdout + result.stderr

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trapd.config import Config
+from trapd.deployments import as_deployed, deployment_record
 from trapd.errors import ExportError, OffloadError
 from trapd.export import MEDIA_DIR, ExportOptions, export_camtrap_dp
 from trapd.progress import Progress
@@ -66,7 +67,7 @@ class OffloadResult:
     freed: int = 0
     bytes_copied: int = 0
     retagged: int = 0
-    package: Path | None = None
+    packages: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -77,8 +78,8 @@ class OffloadResult:
                      "station.location.publish)")
         if self.freed:
             text += f", {self.freed} freed from the card"
-        if self.package:
-            text += f"; Camtrap DP package in {self.package}"
+        if self.packages:
+            text += f"; Camtrap DP package in {', '.join(map(str, self.packages))}"
         return text
 
 
@@ -217,19 +218,29 @@ def _make_dirs(path: Path) -> None:
 
 def _write_package(store: Store, config: Config, dest: Path, dest_key: str,
                    result: OffloadResult) -> None:
-    """Camtrap DP package of every image of the current deployment on this drive."""
-    deployment = config.station.deployment_id
-    frames = store.saved_frames((OFFLOADED, FREED), deployment, offload_dest=dest_key)
-    if not frames:
-        return
-    package = dest / deployment
-    try:
-        exported = export_camtrap_dp(config, frames, package, ExportOptions(copy_media=False))
-    except ExportError as exc:
-        result.problems.append(f"Camtrap DP package not written: {exc}")
-        return
-    result.package = package
-    result.problems += exported.problems
+    """A Camtrap DP package beside the images of every deployment on this drive (a
+    re-deployed trap's earlier one too), each with its start, end and gaps as recorded."""
+    frames = store.saved_frames((OFFLOADED, FREED), offload_dest=dest_key)
+    for deployment_id in dict.fromkeys(f["deployment_id"] for f in frames):
+        record = deployment_record(store, deployment_id)
+        package_config = config
+        if deployment_id != config.station.deployment_id:
+            if record is None:
+                result.problems.append(
+                    f"Camtrap DP package for deployment {deployment_id} not written: this "
+                    "card has no record of its position (export it with the config it ran with)")
+                continue
+            package_config = as_deployed(config, record)
+        package = dest / deployment_id
+        try:
+            exported = export_camtrap_dp(
+                package_config, [f for f in frames if f["deployment_id"] == deployment_id],
+                package, ExportOptions(copy_media=False, deployment=record))
+        except ExportError as exc:
+            result.problems.append(f"Camtrap DP package for {deployment_id} not written: {exc}")
+            continue
+        result.packages.append(package)
+        result.problems += exported.problems
 
 
 def _free_verified(store: Store, dest: Path, dest_key: str, result: OffloadResult) -> None:
