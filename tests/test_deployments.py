@@ -140,6 +140,9 @@ def test_status_shows_the_open_deployment_and_deployment_end_closes_it(sim_queue
     assert f"deployment {deployment_id} ended now" in ended.stdout
     status = trapd("status", "--config", run["config"], "--storage", storage, "--json").stdout
     assert json.loads(status)["deployment"]["ended"] == "pickup"
+    config = write_config(tmp_path / "config.yaml", tmp_path, {"storage": {"root": str(storage)}})
+    checked = trapd("check-config", config).stdout
+    assert f"deployment {deployment_id}: ENDED (pickup) on this card" in checked
 
 
 def package_tables(package):

@@ -5,11 +5,12 @@ are valid but would lose photos (a storage root in RAM)."""
 from __future__ import annotations
 
 import os
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from trapd.config import DEFAULT_CONFIG_PATH, Config, load_config_lines
-from trapd.errors import ConfigError
+from trapd.errors import ConfigError, StorageError
 
 MOUNTINFO = Path("/proc/self/mountinfo")
 # File systems that live in memory: whatever is written there is gone at reboot.
@@ -104,6 +105,34 @@ def config_summary(cfg: Config) -> str:
     )
 
 
+def deployment_on_card(config: Config) -> str:
+    """Whether this config's deployment is open on the card at storage.root, read only."""
+    from trapd.deployments import deployment_record, recorded_deployments
+    from trapd.storage import DB_NAME, Store
+
+    deployment_id = config.station.deployment_id
+    root = Path(config.storage.root)
+    if not (root / DB_NAME).exists():
+        return f"deployment {deployment_id}: new (no queue at {root} yet; starts when trapd runs)"
+    try:
+        store = Store(root, config.storage.min_free_mb, recover=False)
+    except (StorageError, sqlite3.Error) as exc:
+        return f"deployment {deployment_id}: the queue at {root} cannot be read ({exc})"
+    try:
+        record = deployment_record(store, deployment_id)
+        others = [d for d in recorded_deployments(store) if d != deployment_id]
+    finally:
+        store.close()
+    if record is None:
+        text = f"deployment {deployment_id}: new on this card (starts when trapd runs)"
+    elif record.end_kind:
+        text = (f"deployment {deployment_id}: ENDED ({record.end_kind}) on this card: give a "
+                "new station.deployment_id for a new deployment")
+    else:
+        text = f"deployment {deployment_id}: open on this card"
+    return text + (f"; earlier on this card: {', '.join(others)}" if others else "")
+
+
 def check_config_main(path: str | None) -> int:
     """`trapd check-config [PATH]`: print every problem, or OK and a summary
     (and any warnings: exit 0 all the same)."""
@@ -117,6 +146,7 @@ def check_config_main(path: str | None) -> int:
         return 1
     print(f"{shown}: OK")
     print(config_summary(config))
+    print(deployment_on_card(config))
     for warning in storage_warnings(config, key_lines.get("storage.root"), shown):
         print(warning)
     return 0
