@@ -142,8 +142,18 @@ def _parser() -> argparse.ArgumentParser:
     walk.add_argument("--sim", action="store_true", help="on the simulator's mock pins")
 
     snap = commands.add_parser("snapshot", help="take one framed test image with the current settings")
-    snap.add_argument("path", nargs="?", default="snapshot.jpg", help="JPEG to write")
+    snap.add_argument("path", nargs="?", help="JPEG to write (default snapshot.jpg; "
+                      "with --setup/--pickup the photo goes into the queue instead)")
     snap.add_argument("--config", help="config.yaml to use (default: the shipped one)")
+    snap.add_argument("--storage", help="with --setup/--pickup: storage root "
+                      "(default: storage.root in the config)")
+    marked = snap.add_mutually_exclusive_group()
+    marked.add_argument("--setup", action="store_true",
+                        help="a marked setup photo, tagged and stored in the queue "
+                        "(exported with cameraSetupType setup, never as a detection); "
+                        "stop the daemon first, it holds the camera")
+    marked.add_argument("--pickup", action="store_true",
+                        help="the same, taken when the trap is picked up")
     snap.add_argument("--night", action="store_true", help="with the night exposure time (night.max_exposure_us)")
     snap.add_argument("--sim", action="store_true", help="from the simulated camera")
 
@@ -507,8 +517,17 @@ def _walktest(args) -> int:
 
 def _snapshot(args) -> int:
     from trapd.config import load_config
-    from trapd.technician import snapshot
-    _writable_file(args.path, "snapshot")
+    from trapd.errors import CameraUnavailable
+    from trapd.technician import PICKUP, SETUP, setup_photo, snapshot
+    kind = SETUP if args.setup else PICKUP if args.pickup else None
+    if kind and args.path:
+        raise OutputPathError(f"snapshot --{kind} stores the photo in the image queue; "
+                              f"give no PATH (it was {args.path})")
+    if args.storage and not kind:
+        raise OutputPathError("snapshot --storage goes with --setup or --pickup")
+    path = args.path or "snapshot.jpg"
+    if not kind:
+        _writable_file(path, "snapshot")
     config = load_config(args.config)
     if args.sim:
         from hw_sim.picamera2 import CameraRig
@@ -522,14 +541,26 @@ def _snapshot(args) -> int:
         from trapd.daemon import real_hardware
         hardware = real_hardware()
         picamera2_class, clock = hardware.picamera2_class, hardware.clock
+    if not args.verbose:    # a busy camera is tried 5 times (~15 s); say it once, below
+        logging.getLogger("trapd.camera").addFilter(
+            lambda record: not record.getMessage().startswith("camera open attempt"))
     try:
-        path = snapshot(config, picamera2_class, clock, Path(args.path), args.night)
+        if kind:
+            photo = setup_photo(config, picamera2_class, clock, kind, args.storage, args.night)
+        else:
+            written = snapshot(config, picamera2_class, clock, Path(path), args.night)
+    except CameraUnavailable as exc:    # most often: the daemon (trapd.service) holds it
+        raise CameraUnavailable(f"{exc} (if the trapd service is running it holds the camera: "
+                                "stop it first, e.g. sudo systemctl stop trapd)") from None
     except OSError as exc:   # the folder went away or filled up while the camera worked
         if isinstance(exc, TrapdError):
             raise
-        raise OutputPathError(f"cannot write the snapshot {args.path}: "
-                              f"{exc.strerror or exc}") from None
-    print(f"snapshot written to {path}")
+        raise OutputPathError(f"cannot write the snapshot {path if not kind else 'to the queue'}"
+                              f": {exc.strerror or exc}") from None
+    if kind:
+        print(f"{kind} photo stored in the queue as event {photo.event_id}: {photo.path}")
+    else:
+        print(f"snapshot written to {written}")
     return EXIT_OK
 
 
