@@ -326,7 +326,7 @@ def _media_row(m: _Media, tz: dt.tzinfo, shift_ns: int) -> dict:
     f = m.frame
     return {
         "mediaID": f["media_id"], "deploymentID": f["deployment_id"],
-        "captureMethod": CAPTURE_METHOD.get(f["trigger"], "activityDetection"),
+        "captureMethod": _capture_method(f["trigger"]),
         "timestamp": _camtrap_time(f["capture_wall_ns"] + shift_ns, tz),
         "filePath": f"{MEDIA_DIR}/{m.file_name}", "filePublic": "true",
         "fileName": m.file_name, "fileMediatype": "image/jpeg",
@@ -343,7 +343,32 @@ def _observation_row(config: Config, event_number: int, group: list[_Media], tz:
         "deploymentID": first["deployment_id"], "eventID": first["event_id"],
         "eventStart": _camtrap_time(min(times), tz), "eventEnd": _camtrap_time(max(times), tz),
         "observationLevel": "event", "observationType": "unclassified",
+        **_camera_setup_fields(first["trigger"]),
     }
+
+
+# Technician photos (`trapd snapshot --setup` / `--pickup`, trapd/technician.py SETUP_TRIGGERS):
+# media.captureMethod is left empty (optional; its vocabulary, activityDetection | timeLapse,
+# names neither a photo taken by hand), and the event's observation carries cameraSetupType
+# `setup` ("Type of the camera setup action (if any) associated with the observation"; the
+# vocabulary is setup | calibration, so a pickup is a `setup` action too, told apart by
+# observationTags `cameraSetupAction:pickup`). observationType stays `unclassified`: nobody
+# has looked at the photo yet. Readers count detections without cameraSetupType.
+CAMERA_SETUP_TRIGGERS = ("setup", "pickup")
+
+
+def _capture_method(trigger: str) -> str:
+    if trigger in CAMERA_SETUP_TRIGGERS:
+        return ""
+    return CAPTURE_METHOD.get(trigger, "activityDetection")
+
+
+def _camera_setup_fields(trigger: str) -> dict:
+    if trigger not in CAMERA_SETUP_TRIGGERS:
+        return {}
+    return {"cameraSetupType": "setup", "observationTags": f"cameraSetupAction:{trigger}",
+            "observationComments": f"{trigger} photo taken by the technician "
+                                   f"(trapd snapshot --{trigger}); not a detection"}
 
 
 def _deployment_row(config: Config, media: list[_Media], events: dict,
@@ -462,8 +487,8 @@ def _descriptor(config: Config, deployment: dict, media: list[_Media]) -> dict:
         "project": {
             "title": project.title or f"Camera trap station {station.station_id}",
             "samplingDesign": project.sampling_design,
-            "captureMethod": sorted({CAPTURE_METHOD.get(m.frame["trigger"], "activityDetection")
-                                     for m in media} or {"activityDetection"}),
+            "captureMethod": sorted({_capture_method(m.frame["trigger"]) for m in media} - {""}
+                                    or {"activityDetection"}),
             "individualAnimals": project.individual_animals,
             "observationLevel": ["event"],
         },
