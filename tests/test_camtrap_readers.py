@@ -36,7 +36,7 @@ from camtrapdp import Observation as CtdpObservation
 from frictionless import Resource, Schema
 
 from conftest import make_config, require_shared, trapd, write_config
-from test_deployments import DAY, HOUR, Station, three_days_with_a_power_loss_and_a_full_card
+from test_deployments import DAY, Station, three_days_with_a_power_loss_and_a_full_card
 from trapd.deployments import HEARTBEAT_S, deployment_record
 from trapd.storage import Store
 
@@ -164,10 +164,12 @@ def camera_operation(deployment: dict) -> dict[date, float]:
 
 
 def detection_history(tables: dict, deployment: dict) -> dict[date, int]:
-    """Events (detections) per calendar day at the station, by eventStart."""
+    """Events (detections) per calendar day at the station, by eventStart; a technician's
+    setup or pickup photo (cameraSetupType set) is not a detection (camtraptor drops them)."""
     tz = deployment["deploymentStart"].tzinfo
     days = Counter(o["eventStart"].astimezone(tz).date() for o in tables["observations"]
-                   if o["deploymentID"] == deployment["deploymentID"])
+                   if o["deploymentID"] == deployment["deploymentID"]
+                   and not o.get("cameraSetupType"))
     return {day: days.get(day, 0) for day in camera_operation(deployment)} | dict(days)
 
 
@@ -180,6 +182,14 @@ def package_problems(package: Path) -> list[str]:
         return [f"unreadable: {type(error).__name__}: {error}"]
     problems = []
     deployments = {d["deploymentID"]: d for d in tables["deployments"]}
+    temporal = json.loads((package / "datapackage.json").read_text()).get("temporal", {})
+    for d in deployments.values():      # the package's time span covers its deployments
+        tz = d["deploymentStart"].tzinfo
+        span = (d["deploymentStart"].date().isoformat(),
+                d["deploymentEnd"].astimezone(tz).date().isoformat())
+        if not (temporal.get("start", "~") <= span[0] and span[1] <= temporal.get("end", "")):
+            problems.append(f"datapackage.json temporal {temporal} does not cover "
+                            f"{d['deploymentID']} {span[0]}..{span[1]}")
     if not deployments:
         problems.append("no deployment in deployments.csv")
     for d in deployments.values():
@@ -345,6 +355,15 @@ def test_an_unlisted_gap_or_a_wrong_effort_tag_is_noticed(packages):
     assert len(problems) == 1 and "operatingDays:3 but" in problems[0], problems
 
 
+def test_a_package_time_span_short_of_the_deployment_is_noticed(packages):
+    copy = damaged(packages, SECOND, "short-temporal", "media", lambda f, r: (f, r))
+    descriptor = json.loads((copy / "datapackage.json").read_text())
+    descriptor["temporal"]["end"] = "2026-11-06"        # the deployment runs to the 7th
+    (copy / "datapackage.json").write_text(json.dumps(descriptor))
+    problems = package_problems(copy)
+    assert one_problem_like(problems, "temporal .* does not cover"), problems
+
+
 def test_a_column_the_standard_does_not_have_is_noticed(packages):
     def rename(fields, rows):
         fields = ["start" if f == "deploymentStart" else f for f in fields]
@@ -352,3 +371,17 @@ def test_a_column_the_standard_does_not_have_is_noticed(packages):
                         for r in rows]
     problems = package_problems(damaged(packages, SECOND, "renamed", "deployments", rename))
     assert one_problem_like(problems, "unreadable: TypeError"), problems
+
+
+@pytest.mark.xfail(strict=True, reason="trapd/export.py _deployment_row takes cameraID and "
+                   "cameraModel from the first image's EXIF: a deployment with no images gets "
+                   "cameraID '' and cameraModel 'trapd' where the same camera's deployment with "
+                   "images says 'unknown' and 'trapd-Raspberry Pi imx477'")
+def test_one_camera_is_one_camera_in_every_deployment(packages):
+    """A re-deployed trap is the same camera: a detection-probability covariate by camera
+    model (or a join on cameraID) must not split it in two because one station saw nothing."""
+    cameras = set()
+    for package in packages["export"].values():
+        [deployment] = read_package(package)["deployments"]
+        cameras.add((deployment["cameraID"], deployment["cameraModel"]))
+    assert len(cameras) == 1, cameras
