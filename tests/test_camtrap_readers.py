@@ -373,10 +373,6 @@ def test_a_column_the_standard_does_not_have_is_noticed(packages):
     assert one_problem_like(problems, "unreadable: TypeError"), problems
 
 
-@pytest.mark.xfail(strict=True, reason="trapd/export.py _deployment_row takes cameraID and "
-                   "cameraModel from the first image's EXIF: a deployment with no images gets "
-                   "cameraID '' and cameraModel 'trapd' where the same camera's deployment with "
-                   "images says 'unknown' and 'trapd-Raspberry Pi imx477'")
 def test_one_camera_is_one_camera_in_every_deployment(packages):
     """A re-deployed trap is the same camera: a detection-probability covariate by camera
     model (or a join on cameraID) must not split it in two because one station saw nothing."""

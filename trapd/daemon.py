@@ -21,7 +21,7 @@ from trapd.config import Config, load_config
 from trapd.deployments import OperationLog, capture_state
 from trapd.errors import ConfigError, GpioUnavailable, HardwareError
 from trapd.location import for_images
-from trapd.metadata import StationInfo
+from trapd.metadata import StationInfo, camera_identity
 from trapd.operating import Operating
 from trapd.sensors import Sensors
 from trapd.status_led import StatusLed
@@ -152,7 +152,7 @@ class Daemon:
         self.config = config
         self.trap = trap
         self.operation = OperationLog(trap.store, trap.clock)   # deployment and effort record
-        self.operation.arm(config)
+        self.operation.arm(config, *camera_identity(trap.station))
         self._stop = False
         self._reload = False
         self.watchdog = Watchdog(watchdog_interval_ns(), trap.clock, sd_notify)
@@ -195,7 +195,7 @@ class Daemon:
             return False
         self.trap.reconfigure(config, station_info(config, self.trap.camera.model))
         if config.station.deployment_id != self.config.station.deployment_id:
-            self.operation.arm(config)
+            self.operation.arm(config, *camera_identity(self.trap.station))
         self.config = self.trap.config
         log.info("config reloaded from %s", self.config_path)
         return True

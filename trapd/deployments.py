@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS deployments (
     station_id TEXT NOT NULL,
     latitude REAL, longitude REAL, elevation_m REAL, uncertainty_m INTEGER,
     camera_height_m REAL, camera_heading_deg INTEGER, camera_tilt_deg INTEGER,
+    camera_id TEXT, camera_model TEXT,
     start_wall_ns INTEGER NOT NULL,
     end_wall_ns INTEGER,
     end_kind TEXT
@@ -71,7 +72,9 @@ class Deployment:
     deployment_id: str
     station_id: str
     location: dict
-    camera: dict
+    camera: dict                     # mount: camera_height_m, camera_heading_deg, camera_tilt_deg
+    camera_id: str | None
+    camera_model: str | None
     start_ns: int
     end_ns: int
     end_kind: str | None             # pickup, redeployed, or None: open (end = last known running)
@@ -136,9 +139,10 @@ class OperationLog:
         self._deployment_id: str | None = None
         store.write_index(_create_tables)
 
-    def arm(self, config: Config) -> None:
+    def arm(self, config: Config, camera_id: str = "", camera_model: str = "") -> None:
         """The daemon starts (or reloads) with this deployment: record it if new,
-        end any other deployment still open on this card (it was re-deployed)."""
+        end any other deployment still open on this card (it was re-deployed).
+        `camera_id`/`camera_model` as the photos' EXIF gives them (serial, Make-Model)."""
         now = self._clock.wall_ns()
         station = config.station
         self._deployment_id = station.deployment_id
@@ -159,6 +163,10 @@ class OperationLog:
                 (station.deployment_id, station.station_id, loc.latitude, loc.longitude,
                  loc.elevation_m, loc.uncertainty_m, cam.height_m, cam.heading_deg,
                  cam.tilt_deg, now))
+            if camera_model:        # known once the camera opened
+                db.execute("UPDATE deployments SET camera_id = ?, camera_model = ? "
+                           "WHERE deployment_id = ?",
+                           (camera_id, camera_model, station.deployment_id))
 
         self._store.write_index(record)
         self._state = None          # a new run from now
@@ -222,7 +230,7 @@ def deployment_record(store, deployment_id: str) -> Deployment | None:
         deployment_id, record["station_id"],
         {k: record[k] for k in ("latitude", "longitude", "elevation_m", "uncertainty_m")},
         {k: record[k] for k in ("camera_height_m", "camera_heading_deg", "camera_tilt_deg")},
-        record["start_wall_ns"], end, record["end_kind"], runs)
+        record["camera_id"], record["camera_model"], record["start_wall_ns"], end, record["end_kind"], runs)
 
 
 def recorded_deployments(store) -> list[str]:

@@ -394,8 +394,10 @@ def _deployment_row(config: Config, media: list[_Media], events: dict,
         "coordinateUncertainty": published.uncertainty_m,
         "deploymentStart": _camtrap_time(start_ns + shift_ns, config.time.tz),
         "deploymentEnd": _camtrap_time(end_ns + shift_ns, config.time.tz),
-        "cameraID": first.get("SerialNumber", ""),
-        "cameraModel": f"{first.get('Make', 'trapd')}-{first.get('Model', '')}".rstrip("-"),
+        # the record's first: the same camera reads the same with images or without
+        "cameraID": (record and record.camera_id) or first.get("SerialNumber", ""),
+        "cameraModel": (record and record.camera_model) or
+                       f"{first.get('Make', 'trapd')}-{first.get('Model', '')}".rstrip("-"),
         "cameraDelay": round(config.trigger.quiet_period_s),
         "cameraHeight": "" if mount.height_m is None else mount.height_m,
         "cameraTilt": "" if mount.tilt_deg is None else mount.tilt_deg,
@@ -413,13 +415,14 @@ def _effort_comments(record: Deployment | None, tz: dt.tzinfo, shift_ns: int) ->
     the effort (README, "Trapping effort")."""
     if record is None:
         return ""
-    notes = []
-    if record.end_kind is None:
-        notes.append("deploymentEnd is the last time the trap was known running "
-                      "(not picked up when exported)")
+    notes = [{None: "deploymentEnd is the last time the trap was known running (not picked "
+                    "up when exported)",
+              "pickup": "deploymentEnd is the pickup (trapd deployment end)",
+              "redeployed": "deploymentEnd is the last time the trap ran before it was "
+                            "re-deployed under another deployment id"}.get(record.end_kind, "")]
     if record.gaps:
         notes.append("not capturing: " + gaps_text(record, tz, shift_ns))
-    return "; ".join(notes)
+    return "; ".join(filter(None, notes))
 
 
 def _deployment_span(media: list[_Media], events: dict) -> tuple[int, int]:

@@ -147,6 +147,14 @@ class StationInfo:
     utc_offset: dt.timezone
 
 
+def camera_identity(station: StationInfo) -> tuple[str, str]:
+    """(serial, "Make-Model") as the photos' EXIF names the camera; ("", "") before the
+    camera model is known."""
+    if station.camera_model in ("", "unknown"):
+        return "", ""
+    return station.serial_number, f"{MAKE}-Raspberry Pi {station.camera_model}"
+
+
 @dataclass(frozen=True)
 class CaptureInfo:
     wall_time_ns: int  # capture time (UTC ns since the epoch), not save time
