@@ -211,16 +211,27 @@ def test_a_deployment_with_no_images_exports_as_a_valid_package(tmp_path):
     assert abs(effort_from_package(deployment) - 2) <= HEARTBEAT_S / 86400
 
 
-def test_export_all_writes_every_deployment_on_the_card(tmp_path):
+REDEPLOYED = {"power": {"mode": "standby"}, "filter": {"enabled": False},
+              "station": {"deployment_id": "LOL-A017-2027-05"}}
+
+
+def redeployed_station(tmp_path, events_after: int) -> Station:
+    """3 h of the shipped deployment with one event, then 3 h re-deployed as
+    LOL-A017-2027-05 with `events_after` events."""
     station = Station(tmp_path, {"filter": {"enabled": False}})
     station.start()
     station.pir_pulses(1, HOUR)
     station.run_for(3 * HOUR)
     station.stop()
-    station.start(make_config(tmp_path, {"power": {"mode": "standby"},
-                                         "station": {"deployment_id": "LOL-A017-2027-05"}}))
+    station.start(make_config(tmp_path, REDEPLOYED))
+    station.pir_pulses(events_after, HOUR)
     station.run_for(3 * HOUR)
     station.stop()
+    return station
+
+
+def test_export_all_writes_every_deployment_on_the_card(tmp_path):
+    redeployed_station(tmp_path, events_after=0)
     config = write_config(tmp_path / "config.yaml", tmp_path,
                           {"station": {"deployment_id": "LOL-A017-2027-05"}})
     out = tmp_path / "all"
@@ -234,18 +245,8 @@ def test_export_all_writes_every_deployment_on_the_card(tmp_path):
 
 
 def test_offload_after_a_redeployment_writes_a_valid_package_for_each_deployment(tmp_path):
-    station = Station(tmp_path, {"filter": {"enabled": False}})
-    station.start()
-    station.pir_pulses(1, HOUR)
-    station.run_for(3 * HOUR)
-    station.stop()
-    overrides = {"power": {"mode": "standby"}, "filter": {"enabled": False},
-                 "station": {"deployment_id": "LOL-A017-2027-05"}}
-    station.start(make_config(tmp_path, overrides))
-    station.pir_pulses(1, HOUR)
-    station.run_for(3 * HOUR)
-    station.stop()
-    config = write_config(tmp_path / "config.yaml", tmp_path, overrides)
+    redeployed_station(tmp_path, events_after=1)
+    config = write_config(tmp_path / "config.yaml", tmp_path, REDEPLOYED)
     drive = tmp_path / "drive"
     drive.mkdir()
     result = trapd("offload", drive, "--config", config)
