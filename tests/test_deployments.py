@@ -16,6 +16,7 @@ from hw_sim.pir import PirOutputPin
 from hw_sim.scenario import Conditions, Scenario
 from hw_sim.scene import Scene
 from trapd.clock import VirtualClock
+from trapd.config import DEFAULT_CONFIG_PATH
 from trapd.daemon import Daemon, Hardware, build_trap, close_trap
 from trapd.deployments import (CAPTURING, HEARTBEAT_S, NOT_RUNNING, deployment_record,
                                end_deployment)
@@ -258,3 +259,29 @@ def test_offload_after_a_redeployment_writes_a_valid_package_for_each_deployment
         on_drive = sorted(p.name for p in (package / "media").iterdir())
         assert on_drive == sorted(m["fileName"] for m in media) and on_drive, deployment_id
     assert "not written" not in result.stdout + result.stderr
+
+
+def test_deployment_start_writes_the_new_id_and_position_into_the_config_keeping_comments(
+        tmp_path):
+    station = Station(tmp_path)
+    station.start()
+    station.run_for(HOUR)
+    station.stop()
+    config = write_config(tmp_path / "config.yaml", tmp_path, {"power": {"mode": "standby"}})
+    shipped = DEFAULT_CONFIG_PATH.read_text()
+    config.write_text(shipped.replace("root: ", f"root: {tmp_path / 'storage'}  # was: ", 1))
+    before = config.read_text()
+    refused = trapd("deployment", "start", "LOL-A017-2026-11", "--config", config, check=False)
+    assert refused.returncode != 0 and "already ran on this card" in refused.stderr
+    bad = trapd("deployment", "start", "LOL A017", "--config", config, check=False)
+    assert bad.returncode != 0 and "config.yaml:25: station.deployment_id" in bad.stderr
+    assert config.read_text() == before                      # nothing written on a mistake
+    trapd("deployment", "start", "LOL-A017-2027-05", "--latitude", "43.2", "--longitude",
+          "131.6", "--config", config)
+    after = config.read_text()
+    assert (tmp_path / "config.yaml.previous").read_text() == before
+    assert [l for l in after.splitlines() if l.lstrip().startswith("#")] == \
+        [l for l in before.splitlines() if l.lstrip().startswith("#")]
+    checked = trapd("check-config", config).stdout
+    assert "deployment LOL-A017-2027-05: new on this card" in checked
+    assert "location 43.2, 131.6" in checked

@@ -125,10 +125,17 @@ def _parser() -> argparse.ArgumentParser:
                          help="then delete from the card the images whose copy verified")
     _add_location_options(offload)
 
-    deployment = commands.add_parser("deployment", help="end the current deployment at pickup "
-                                     "(its end in every export)")
-    deployment.add_argument("action", choices=["end"],
-                            help="end: the trap is picked up now (before its card is taken)")
+    deployment = commands.add_parser("deployment", help="end the current deployment at pickup, "
+                                     "or start a new one (writes config.yaml)")
+    deployment.add_argument("action", choices=["end", "start"],
+                            help="end: the trap is picked up now (before its card is taken); "
+                                 "start NEW_ID: set a new station.deployment_id (and position) "
+                                 "in the config, checked, the old file kept as .previous")
+    deployment.add_argument("new_id", nargs="?", metavar="NEW_ID",
+                            help="with start: the new deployment id")
+    for name, what in (("latitude", "degrees north"), ("longitude", "degrees east"),
+                       ("elevation", "metres"), ("uncertainty", "metres, GPS accuracy")):
+        deployment.add_argument(f"--{name}", type=float, help=f"with start: the new {what}")
     _add_location_options(deployment)
 
     sync = commands.add_parser("sync", help="upload images not yet in the object store "
@@ -275,6 +282,8 @@ def _shift_ns(text: str | None) -> int:
 
 
 def _deployment(args) -> int:
+    if args.action == "start":
+        return _start_deployment(args)
     from trapd.config import load_config
     from trapd.deployments import end_deployment
     config = load_config(args.config)
@@ -287,6 +296,47 @@ def _deployment(args) -> int:
     finally:
         store.close()
     print(f"deployment {deployment_id} ended now; exports give this as its end")
+    return EXIT_OK
+
+
+def _start_deployment(args) -> int:
+    from trapd.config import DEFAULT_CONFIG_PATH, load_config
+    from trapd.config_edit import set_values
+    from trapd.deployments import recorded_deployments
+    from trapd.storage import DB_NAME
+
+    if not args.new_id:
+        raise ConfigError(["trapd deployment start needs the new deployment id, e.g. "
+                           "trapd deployment start LOL-A017-2027-05"])
+    path = args.config or DEFAULT_CONFIG_PATH
+    config = load_config(path)
+    old = config.station.deployment_id
+    root = Path(args.storage or config.storage.root)
+    used = []
+    if (root / DB_NAME).exists():
+        store = _open_store(args, config)
+        try:
+            used = recorded_deployments(store)
+        finally:
+            store.close()
+    if args.new_id == old or args.new_id in used:
+        raise ConfigError([f"deployment {args.new_id} already ran on this card: a new "
+                           "deployment needs a new id"])
+    values = {"station.deployment_id": args.new_id}
+    for option, key, kind in (("latitude", "latitude", float), ("longitude", "longitude", float),
+                              ("elevation", "elevation_m", float),
+                              ("uncertainty", "uncertainty_m", int)):
+        if getattr(args, option) is not None:
+            values[f"station.location.{key}"] = kind(getattr(args, option))
+    try:
+        written = set_values(path, values)
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError([str(exc)]) from None
+    print(f"{written}: deployment {args.new_id} (was {old}); the previous file is "
+          f"{written.name}.previous. It starts when trapd restarts or reloads "
+          f"(sudo systemctl reload trapd), which ends {old} on the card.")
     return EXIT_OK
 
 

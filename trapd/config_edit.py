@@ -1,0 +1,56 @@
+"""Changing settings in a station's config.yaml the way a technician would by hand:
+only the values change, on their own lines, with every comment kept. The new file is
+checked with check-config's rules before it replaces the old one, which is kept beside
+it as `<name>.previous`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+from trapd.config import config_folder, parse_config_lines
+from trapd.errors import ConfigError
+from trapd.schema import read_text
+
+# key: value  # comment   (the value is what changes; indentation and comment stay)
+VALUE_LINE = re.compile(r"^(?P<key>\s*[\w-]+:[ \t]*)(?P<value>[^#\r\n]*?)(?P<rest>[ \t]*(#.*)?\r?\n?)$")
+
+
+def set_values(path: str | os.PathLike, values: dict[str, object]) -> Path:
+    """Write `values` ({"station.deployment_id": "X", ...}, keys already in the file) into
+    the config at `path`; ConfigError (with line numbers) if the result is not valid."""
+    source = os.fspath(path)
+    text = read_text(source, source, ConfigError)
+    _, key_lines = parse_config_lines(text, source, config_folder(source))
+    lines = text.splitlines(keepends=True)
+    for key, value in values.items():
+        if key not in key_lines:
+            raise ValueError(f"{source} has no {key}: add it by hand first")
+        number = key_lines[key] - 1
+        match = VALUE_LINE.match(lines[number])
+        if match is None:
+            raise ValueError(f"{source} line {number + 1}: {key} is not a one-line value")
+        lines[number] = f"{match['key']}{_yaml_scalar(value)}{match['rest']}"
+    new_text = "".join(lines)
+    parse_config_lines(new_text, source, config_folder(source))     # check before writing
+    target = Path(source)
+    shutil.copy2(target, target.with_name(target.name + ".previous"))
+    temporary = target.with_name(f".{target.name}.new")
+    with open(temporary, "w", encoding="utf-8") as f:
+        f.write(new_text)
+        f.flush()
+        os.fsync(f.fileno())
+    shutil.copymode(target, temporary)
+    os.replace(temporary, target)
+    return target
+
+
+def _yaml_scalar(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return json.dumps(value)     # a JSON string is a YAML string, quoted whatever it holds
+    return repr(value)
