@@ -17,7 +17,8 @@ from PIL import ExifTags, Image
 from conftest import require_tool, shipped_config_dict, trapd
 from trapd.config import merge_settings
 from trapd.daemon import read_serial_number
-from trapd.metadata import build_exif, dump_exif
+from trapd.exif_writer import dump_exif
+from trapd.metadata import build_exif
 
 from test_metadata import CAPTURE, STATION
 

@@ -26,7 +26,8 @@ import io
 import piexif
 
 from trapd.location import EXACT, OMIT, ROUNDED_DECIMALS, for_images
-from trapd.metadata import StationInfo, dump_exif, gps_ifd
+from trapd.exif_writer import dump_exif
+from trapd.metadata import StationInfo, gps_ifd
 
 _G = piexif.GPSIFD
 
