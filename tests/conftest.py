@@ -44,6 +44,14 @@ def require_tool(name: str) -> str:
     return path
 
 
+def exiftool_tags(path) -> dict:
+    """Every tag exiftool reads in one file, numeric, by family-1 group ("GPS:GPSLatitude")."""
+    exiftool = require_tool("exiftool")
+    out = subprocess.run([exiftool, "-j", "-n", "-G1", "-a", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)[0]
+
+
 def shipped_config_dict() -> dict:
     return yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
 

@@ -5,7 +5,6 @@ same capture time, sub-second, offset, GPS position and altitude and camera
 serial number as exiftool. piexif.dump, which wrote our EXIF before, gave
 "Value for ExifIFD tag 0x829a ExposureTime overlaps IFD" and the like."""
 
-import json
 import subprocess
 
 import exifread
@@ -14,7 +13,7 @@ import pytest
 import yaml
 from PIL import ExifTags, Image
 
-from conftest import require_tool, shipped_config_dict, trapd
+from conftest import exiftool_tags, require_tool, shipped_config_dict, trapd
 from trapd.config import merge_settings
 from trapd.daemon import read_serial_number
 from trapd.exif_writer import dump_exif
@@ -37,13 +36,6 @@ def validation_warnings(paths):
         elif line.split(":")[0].strip() == "Validate" and line.split(":", 1)[1].strip() == "OK":
             ok.add(current)
     return warnings, ok
-
-
-def exiftool_values(path):
-    exiftool = require_tool("exiftool")
-    out = subprocess.run([exiftool, "-j", "-n", "-G1", "-a", str(path)],
-                         capture_output=True, text=True, check=True).stdout
-    return json.loads(out)[0]
 
 
 def photos_of(storage):
@@ -138,7 +130,7 @@ def _exifread(path):
 
 
 def _exiftool(path):
-    tags = exiftool_values(path)
+    tags = exiftool_tags(path)
     return {"DateTimeOriginal": tags["ExifIFD:DateTimeOriginal"],
             # JSON shows "250" as a number (but "006" as text): back to the text
             "SubSecTimeOriginal": str(tags["ExifIFD:SubSecTimeOriginal"]),

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from PIL import ExifTags, Image
 
-from conftest import require_tool
+from conftest import exiftool_tags, require_tool
 from trapd.config import DEFAULT_CONFIG_PATH, load_config
 from trapd.daemon import read_serial_number
 from trapd.moon import moon_phase
@@ -30,13 +30,6 @@ def images(sim_queue):
         " GROUP BY f.event_number ORDER BY f.event_number LIMIT 3").fetchall()
     assert len(rows) == 3
     return storage, rows
-
-
-def exiftool_tags(path):
-    exiftool = require_tool("exiftool")
-    out = subprocess.run([exiftool, "-j", "-n", "-G1", "-a", str(path)],
-                         capture_output=True, text=True, check=True).stdout
-    return json.loads(out)[0]
 
 
 def test_every_point_1_field_has_the_expected_value(images):

@@ -213,15 +213,15 @@ def end_deployment(store, deployment_id: str, wall_ns: int) -> bool:
 def deployment_record(store, deployment_id: str) -> Deployment | None:
     """The deployment as recorded, with its runs; None if this card never ran it."""
     db = store.index
+    query = db.cursor()
+    query.row_factory = sqlite3.Row
     try:
-        row = db.execute("SELECT * FROM deployments WHERE deployment_id = ?",
-                         (deployment_id,)).fetchone()
+        record = query.execute("SELECT * FROM deployments WHERE deployment_id = ?",
+                               (deployment_id,)).fetchone()
     except sqlite3.OperationalError:    # an index from before deployments were recorded
         return None
-    if row is None:
+    if record is None:
         return None
-    names = [d[0] for d in db.execute("SELECT * FROM deployments LIMIT 0").description]
-    record = dict(zip(names, row))
     runs = tuple(Period(f, t, s) for s, f, t in db.execute(
         "SELECT state, from_wall_ns, to_wall_ns FROM runs WHERE deployment_id = ? "
         "ORDER BY from_wall_ns, id", (deployment_id,)))
@@ -230,7 +230,8 @@ def deployment_record(store, deployment_id: str) -> Deployment | None:
         deployment_id, record["station_id"],
         {k: record[k] for k in ("latitude", "longitude", "elevation_m", "uncertainty_m")},
         {k: record[k] for k in ("camera_height_m", "camera_heading_deg", "camera_tilt_deg")},
-        record["camera_id"], record["camera_model"], record["start_wall_ns"], end, record["end_kind"], runs)
+        record["camera_id"], record["camera_model"], record["start_wall_ns"], end,
+        record["end_kind"], runs)
 
 
 def recorded_deployments(store) -> list[str]:
