@@ -2,12 +2,15 @@
 its images: the trapping effort an ecologist divides by."""
 
 import csv
+import errno
 import json
+import os
 import re
 import subprocess
 import sys
 from datetime import datetime, timezone
 
+import pytest
 from gpiozero.pins.mock import MockFactory
 
 from conftest import NS, camtrap_validator, copy_queue, make_config, trapd, write_config
@@ -17,6 +20,7 @@ from hw_sim.scenario import Conditions, Scenario
 from hw_sim.scene import Scene
 from trapd.clock import VirtualClock
 from trapd.config import DEFAULT_CONFIG_PATH
+from trapd.config_edit import ConfigEditError, set_values
 from trapd.daemon import Daemon, Hardware, build_trap, close_trap
 from trapd.deployments import (CAPTURING, HEARTBEAT_S, NOT_RUNNING, deployment_record,
                                end_deployment)
@@ -285,3 +289,20 @@ def test_deployment_start_writes_the_new_id_and_position_into_the_config_keeping
     checked = trapd("check-config", config).stdout
     assert "deployment LOL-A017-2027-05: new on this card" in checked
     assert "location 43.2, 131.6" in checked
+
+
+def test_deployment_start_on_a_card_that_cannot_take_the_file_changes_nothing(
+        tmp_path, monkeypatch):
+    config = tmp_path / "config.yaml"
+    config.write_text(DEFAULT_CONFIG_PATH.read_text())
+    before = config.read_text()
+
+    def full_card(*_):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_card)
+    with pytest.raises(ConfigEditError) as refused:
+        set_values(config, {"station.deployment_id": "LOL-A017-2027-05"})
+    assert "No space left on device; it is unchanged" in str(refused.value)
+    assert config.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "config.yaml.previous"]

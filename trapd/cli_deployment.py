@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from trapd.errors import ConfigError, StorageError
+from trapd.errors import StorageError
 
 EXIT_OK = 0
 
@@ -31,13 +31,13 @@ def deployment_command(args, open_store) -> int:
 
 def _start_deployment(args, open_store) -> int:
     from trapd.config import DEFAULT_CONFIG_PATH, load_config
-    from trapd.config_edit import set_values
+    from trapd.config_edit import ConfigEditError, set_values
     from trapd.deployments import recorded_deployments
     from trapd.storage import DB_NAME
 
     if not args.new_id:
-        raise ConfigError(["trapd deployment start needs the new deployment id, e.g. "
-                           "trapd deployment start LOL-A017-2027-05"])
+        raise ConfigEditError("trapd deployment start needs the new deployment id, e.g. "
+                              "trapd deployment start LOL-A017-2027-05")
     path = args.config or DEFAULT_CONFIG_PATH
     config = load_config(path)
     old = config.station.deployment_id
@@ -50,20 +50,15 @@ def _start_deployment(args, open_store) -> int:
         finally:
             store.close()
     if args.new_id == old or args.new_id in used:
-        raise ConfigError([f"deployment {args.new_id} already ran on this card: a new "
-                           "deployment needs a new id"])
+        raise ConfigEditError(f"deployment {args.new_id} already ran on this card: a new "
+                              "deployment needs a new id")
     values = {"station.deployment_id": args.new_id}
     for option, key, kind in (("latitude", "latitude", float), ("longitude", "longitude", float),
                               ("elevation", "elevation_m", float),
                               ("uncertainty", "uncertainty_m", int)):
         if getattr(args, option) is not None:
             values[f"station.location.{key}"] = kind(getattr(args, option))
-    try:
-        written = set_values(path, values)
-    except ValueError as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError([str(exc)]) from None
+    written = set_values(path, values)
     print(f"{written}: deployment {args.new_id} (was {old}); the previous file is "
           f"{written.name}.previous. It starts when trapd restarts or reloads "
           f"(sudo systemctl reload trapd), which ends {old} on the card.")

@@ -12,40 +12,58 @@ import shutil
 from pathlib import Path
 
 from trapd.config import config_folder, parse_config_lines
-from trapd.errors import ConfigError
+from trapd.errors import ConfigError, TrapdError
 from trapd.schema import read_text
 
 # key: value  # comment   (the value is what changes; indentation and comment stay)
 VALUE_LINE = re.compile(r"^(?P<key>\s*[\w-]+:[ \t]*)(?P<value>[^#\r\n]*?)(?P<rest>[ \t]*(#.*)?\r?\n?)$")
 
 
+class ConfigEditError(TrapdError, ValueError):
+    """The change cannot be made (a key not in the file, a folder not writable): the
+    file is unchanged."""
+
+
 def set_values(path: str | os.PathLike, values: dict[str, object]) -> Path:
     """Write `values` ({"station.deployment_id": "X", ...}, keys already in the file) into
-    the config at `path`; ConfigError (with line numbers) if the result is not valid."""
+    the config at `path`; ConfigError (with line numbers) if the result is not valid,
+    ConfigEditError if it cannot be written."""
     source = os.fspath(path)
     text = read_text(source, source, ConfigError)
     _, key_lines = parse_config_lines(text, source, config_folder(source))
     lines = text.splitlines(keepends=True)
     for key, value in values.items():
         if key not in key_lines:
-            raise ValueError(f"{source} has no {key}: add it by hand first")
+            raise ConfigEditError(f"{source} has no {key}: add it by hand first")
         number = key_lines[key] - 1
         match = VALUE_LINE.match(lines[number])
         if match is None:
-            raise ValueError(f"{source} line {number + 1}: {key} is not a one-line value")
+            raise ConfigEditError(f"{source} line {number + 1}: {key} is not a one-line value")
         lines[number] = f"{match['key']}{_yaml_scalar(value)}{match['rest']}"
     new_text = "".join(lines)
     parse_config_lines(new_text, source, config_folder(source))     # check before writing
     target = Path(source)
+    try:
+        _replace_keeping_previous(target, new_text)
+    except OSError as exc:
+        raise ConfigEditError(f"cannot write {source}: {exc.strerror or exc}; it is unchanged"
+                              ) from None
+    return target
+
+
+def _replace_keeping_previous(target: Path, new_text: str) -> None:
     shutil.copy2(target, target.with_name(target.name + ".previous"))
     temporary = target.with_name(f".{target.name}.new")
-    with open(temporary, "w", encoding="utf-8") as f:
-        f.write(new_text)
-        f.flush()
-        os.fsync(f.fileno())
-    shutil.copymode(target, temporary)
-    os.replace(temporary, target)
-    return target
+    try:
+        with open(temporary, "w", encoding="utf-8") as f:
+            f.write(new_text)
+            f.flush()
+            os.fsync(f.fileno())
+        shutil.copymode(target, temporary)
+        os.replace(temporary, target)
+    except OSError:
+        temporary.unlink(missing_ok=True)      # a full card: leave no half-written copy
+        raise
 
 
 def _yaml_scalar(value: object) -> str:
