@@ -4,11 +4,15 @@ A manifest is a CSV with at least `file,sequence_id,frame_index,label`
 (label animal|empty, paths relative to the manifest) and optionally `role`
 (`background`: a frame of the same scene known to be empty, given to the
 filter before the test frames, standing in for pre-trigger frames; default
-`test`). Each sequence runs through the firmware's own MotionFilter exactly
-as an event does in the trap: background first, then the test frames in
-order, each test frame with the one before it as the previous camera frame
-(the first has none: background frames may be hours or days older, as in a
-pair of photos, so they never stand in for the frame just before). Images
+`test`) and `condition` (reported by; without it, "day colour" or "night IR /
+mono" from the pixels). Each sequence runs through the firmware's own filter
+exactly as an event does in the trap. Background frames taken just before the
+test frames are its pre-trigger frames (MotionFilter: background first, then
+the test frames in order, each with the one before it as the previous camera
+frame; the first has none). Background frames older than
+OLDER_VIEW_AFTER_S by their EXIF DateTimeOriginal are an older view of the
+empty scene, as a trap in standby has (BurstFilter), as is a sequence with
+no background. Images
 are reduced to the lores Y plane the way the camera's ISP does it: luma,
 scaled to `hardware.camera.lores_size`.
 
@@ -26,13 +30,16 @@ import statistics
 import struct
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import groupby
 from pathlib import Path
 
 import cv2
 import numpy as np
+import piexif
 import simplejpeg
 
+from trapd.burst_filter import BurstFilter
 from trapd.config import Config
 from trapd.errors import TrapdError
 from trapd.motion import MotionFilter, MotionResult
@@ -46,6 +53,9 @@ MONO_SATURATION = 12
 # Largest image decoded: 50 megapixels (150 MB as BGR), four times a 12 MP
 # HQ camera frame and above what camera traps save.
 MAX_IMAGE_PIXELS = 50_000_000
+# Background frames this much older than the first test frame are no longer
+# pre-trigger frames but an older view of the empty scene (standby).
+OLDER_VIEW_AFTER_S = 60.0
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -61,6 +71,7 @@ class ManifestRow:
     label: str
     role: str
     line: int
+    condition: str = ""
 
 
 def read_manifest(path: str | Path) -> list[list[ManifestRow]]:
@@ -112,7 +123,8 @@ def _row(raw: dict, base: Path, line: int, problems: list[str], path: Path) -> M
         index = 0
     if len(problems) > before:
         return None
-    return ManifestRow(file, raw["sequence_id"].strip(), index, label, role, line)
+    return ManifestRow(file, raw["sequence_id"].strip(), index, label, role, line,
+                       (raw.get("condition") or "").strip())
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
@@ -157,6 +169,25 @@ def load_lores_y(path: Path, lores_size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(luma, lores_size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
+def taken_at(path: Path) -> datetime | None:
+    """EXIF DateTimeOriginal of a JPEG, if it has one."""
+    try:
+        value = piexif.load(str(path))["Exif"].get(piexif.ExifIFD.DateTimeOriginal)
+        return datetime.strptime(value.decode("ascii").strip("\0 "), "%Y:%m:%d %H:%M:%S")
+    except (ValueError, AttributeError, KeyError, struct.error, UnicodeDecodeError):
+        return None
+
+
+def background_age_s(background: list[ManifestRow], first_test: ManifestRow) -> float | None:
+    """How much older the newest background frame is than the first test
+    frame, by EXIF time; None if either has no time."""
+    times = [taken_at(r.file) for r in background]
+    test_time = taken_at(first_test.file)
+    if not times or None in times or test_time is None:
+        return None
+    return abs((test_time - max(times)).total_seconds())
+
+
 def image_condition(path: Path) -> str:
     """'day colour' or 'night IR / mono', from the pixels, not the label."""
     image = read_image(path)
@@ -178,22 +209,47 @@ def score_sequences(sequences: list[list[ManifestRow]], config: Config,
     lores_size = config.hardware.camera.lores_size
     scores = []
     for sequence in sequences:
-        motion = MotionFilter(config.filter, config.hardware.camera)
-        background = [load_lores_y(r.file, lores_size) for r in sequence if r.role == "background"]
-        motion.set_background(background)
-        previous = None
-        for row in (r for r in sequence if r.role == "test"):
-            frame = load_lores_y(row.file, lores_size)
-            start = time.perf_counter()
-            result = motion.score(frame, previous)
-            seconds = time.perf_counter() - start
-            previous = frame
-            scores.append(FrameScore(row, result, image_condition(row.file), seconds))
+        background_rows = [r for r in sequence if r.role == "background"]
+        tests = [r for r in sequence if r.role == "test"]
+        background = [load_lores_y(r.file, lores_size) for r in background_rows]
+        frames = [load_lores_y(r.file, lores_size) for r in tests]
+        age = background_age_s(background_rows, tests[0]) if background_rows and tests else None
+        if background and (age is None or age <= OLDER_VIEW_AFTER_S):
+            results = _pre_trigger_results(config, background, frames)
+        else:
+            results = _standby_results(config, background, frames)
+        for row, frame, (result, seconds) in zip(tests, frames, results):
+            condition = row.condition or image_condition(row.file)
+            scores.append(FrameScore(row, result, condition, seconds))
             if debug:
                 debug.frame(row.sequence_id, row.file.stem, frame, result, row.label)
         if debug:
             debug.end_sequence(sequence[0].sequence_id)
     return scores
+
+
+def _pre_trigger_results(config: Config, background, frames) -> list[tuple[MotionResult, float]]:
+    """As the trap in streaming mode: the background frames are the frames before the trigger."""
+    motion = MotionFilter(config.filter, config.hardware.camera)
+    motion.set_background(background)
+    previous, results = None, []
+    for frame in frames:
+        start = time.perf_counter()
+        results.append((motion.score(frame, previous), time.perf_counter() - start))
+        previous = frame
+    return results
+
+
+def _standby_results(config: Config, older_view, frames) -> list[tuple[MotionResult, float]]:
+    """As the trap in standby: judged by the burst itself and an older view."""
+    judge = BurstFilter(config.filter, config.hardware.camera, older_view)
+    results, seconds = [], []
+    for frame in frames:
+        start = time.perf_counter()
+        results += judge.add(frame)
+        seconds.append(time.perf_counter() - start)
+    results += judge.finish()
+    return list(zip(results, seconds))
 
 
 def summarise(scores: list[FrameScore]) -> dict:
@@ -215,6 +271,7 @@ def summarise(scores: list[FrameScore]) -> dict:
         "animal_frame_recall": _ratio(animal_kept, len(animal)),
         "empty_frame_rejection": _ratio(empty_dropped, len(empty)),
         "precision": _ratio(animal_kept, len(kept)),
+        "unjudged_frames": sum(s.result.reference == "none" for s in scores),
         "ms_per_frame": statistics.median(s.seconds for s in scores) * 1000 if scores else 0.0,
     }
 
@@ -227,7 +284,8 @@ def evaluate(manifest: str | Path, config: Config, debug=None) -> dict:
         for condition in sorted({s.condition for s in scores})}
     report["frames"] = [{"file": str(s.row.file), "sequence_id": s.row.sequence_id,
                          "score": round(s.result.score, 6), "kept": s.result.keep,
-                         "label": s.row.label, "condition": s.condition} for s in scores]
+                         "label": s.row.label, "condition": s.condition,
+                         "reference": s.result.reference} for s in scores]
     return report
 
 
@@ -240,7 +298,8 @@ def format_report(report: dict) -> str:
             f"{_fraction(r['empty_frames_dropped'], r['empty_frames']):>18}"
             f"{r['precision']:>11.3f}"
             f"{str(r['animal_sequences_kept']) + '/' + str(r['animal_sequences']):>11}")
-    lines.append(f"median filter cost {report['ms_per_frame']:.3f} ms per frame")
+    lines.append(f"median filter cost {report['ms_per_frame']:.3f} ms per frame; "
+                 f"{report['unjudged_frames']} frame(s) kept with nothing to judge them by")
     return "\n".join(lines)
 
 

@@ -173,6 +173,8 @@ class CaptureInfo:
     temperature_c: float | None = None  # ambient (air) temperature, from a probe
     cpu_temperature_c: float | None = None
     battery_voltage_v: float | None = None
+    # What the filter judged the frame by (MotionResult.reference).
+    filter_reference: str | None = None
     moon_phase: str | None = None  # trapd.moon.PHASE_NAMES
     clock_synchronised: bool | None = None  # None = unknown
     pre_trigger: bool | None = None  # held from before the edge (None = not recorded)
@@ -498,6 +500,8 @@ def _xmp_fields(station: StationInfo, capture: CaptureInfo) -> dict[str, str]:
     }
     if capture.motion_score is not None:
         fields["MotionScore"] = _score(capture.motion_score)
+    if capture.filter_reference is not None:
+        fields["FilterReference"] = _clean("filter reference", capture.filter_reference, LABEL_LIMIT)
     fields["EventNumber"] = str(capture.event_number)
     fields["Sequence"] = capture.sequence_text
     # Exact values for rebuilding a damaged index from the photos (EXIF keeps milliseconds).

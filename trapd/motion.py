@@ -121,6 +121,9 @@ class MotionResult:
     # Did the camera frame just before show change around the same place?
     # None: not asked (nothing to keep, or no previous frame known).
     confirmed: bool | None = None
+    # What judged it: "pre-trigger" (the background of the frames before the
+    # trigger), "older view", "burst" (trapd.burst_filter) or "none" (kept unjudged).
+    reference: str = "pre-trigger"
 
 
 def smallest_animal_px(config: FilterConfig, camera: CameraConfig) -> tuple[float, float]:
@@ -194,7 +197,7 @@ class MotionFilter:
         """`previous`: the camera frame just before this one (lores Y), if known.
         A change it does not show around the same place is a flicker, not a body."""
         if not self.config.enabled or self._background is None:
-            return MotionResult(1.0, True, None, 0.0, False)
+            return MotionResult(1.0, True, None, 0.0, False, reference="none")
         smoothed = self._smooth(lores_y)
         current = smoothed.astype(np.float32)
         relight = self._relight.table(_cdf(smoothed))
@@ -432,10 +435,11 @@ def _densest_window(changed: np.ndarray, core: np.ndarray, window: tuple[int, in
     its own texture still fills one window; scattered flicker does not.
     Only windows with a core of strong change count (hysteresis, as in
     Canny): grain and shimmer rise just above the threshold, a body differs
-    from the ground by far more somewhere."""
+    from the ground by far more somewhere. `core` None: no hysteresis."""
     w, h = window
-    counts, cores = _window_sums(changed, w, h), _window_sums(core, w, h)
-    counts[cores < MIN_CORE_PIXELS] = 0
+    counts = _window_sums(changed, w, h)
+    if core is not None:   # None: every changed pixel is core
+        counts[_window_sums(core, w, h) < MIN_CORE_PIXELS] = 0
     i, j = np.unravel_index(int(np.argmax(counts)), counts.shape)
     peak = float(counts[i, j])
     if peak < 1:

@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
+from trapd.burst_filter import BurstFilter, OlderViews
 from trapd.camera import RETRY_WAIT_STEP_S, Camera, Frame, FrameRing, LentMain
 from trapd.clock import Clock
 from trapd.config import CAMERA_FREE_BUFFERS, Config
@@ -45,6 +46,7 @@ class FrameOutcome:
     file: str | None
     arrived_ns: int | None = None   # when the capture thread received the frame
     stored_ns: int | None = None    # when its file was durable (None: not saved)
+    reference: str = "pre-trigger"  # what the filter judged it by (MotionResult.reference)
 
 
 @dataclass
@@ -81,6 +83,27 @@ class _Event:
         self.ended = False
         self.note: str | None = None
         self.tail = 0           # frames left before closing, after the burst
+        # With no background from before the trigger (standby, or just started)
+        # the burst judges itself; frames whose decision waits for the next one.
+        self.burst: BurstFilter | None = None
+        self.undecided: list[_Undecided] = []
+
+
+@dataclass
+class _Undecided:
+    """A frame scored but not yet submitted: what its record needs."""
+    frame: Frame
+    sequence: int
+    pre_trigger: bool
+    forced: bool            # kept whatever the filter says
+    arrived_ns: int | None
+    image: YuvCopy | None = None
+
+    def hold(self) -> None:
+        """Its decision waits for the next frame: copy it out of the camera buffer."""
+        if self.image is None:
+            self.image = YuvCopy.of(self.frame)
+            self.frame.release()
 
 
 def held_buffers(config: Config, buffers: int) -> int:
@@ -125,6 +148,7 @@ class Trap:
         self.station = station
         camera = config.hardware.camera
         self.filter = MotionFilter(config.filter, camera)
+        self._older_views = OlderViews()
         window_frames = int(config.filter.background_window_s * camera.frame_rate)
         self._ring = FrameRing(config.burst.pre_trigger_frames,
                                config.burst.pre_trigger_frames + max(window_frames, 1),
@@ -301,6 +325,9 @@ class Trap:
         background = (self._ring.lores_before(first_ns)
                       or self._ring.lores_before(trigger.t_monotonic_ns))
         self.filter.set_background(_spread(background, self.config.filter.background_frames))
+        if not background and not timer:
+            self._event.burst = BurstFilter(self.config.filter, self.config.hardware.camera,
+                                            self._older_views.of(self._night()))
         for frame in pre_trigger:
             self._store_frame(frame, pre_trigger=True)
 
@@ -364,44 +391,64 @@ class Trap:
         buffer) to a writer thread for encode + tag + save."""
         event = self._event
         event.sequence += 1
-        # The camera frame just before this one (not stored, it is in the ring):
-        # a change the filter finds must show there too.
-        frame_ns = int(NS / self.config.hardware.camera.frame_rate)
-        previous = self._ring.lores_just_before(frame.sensor_timestamp_ns, frame_ns * 3 // 2)
-        result = self.filter.score(frame.lores_y, previous)
         # A timelapse shot is kept whatever moves; a frame the filter was just
         # rebased on cannot be judged (it is its own background), so it is kept.
         first_post = not pre_trigger and event.frames_taken == 0
-        keep = (result.keep or always_keep or event.trigger.source == TIMER
-                or (self.config.filter.keep_first_post_trigger and first_post))
+        forced = (always_keep or event.trigger.source == TIMER
+                  or (self.config.filter.keep_first_post_trigger and first_post))
         if not pre_trigger:
             event.frames_taken += 1
+        waiting = _Undecided(frame, event.sequence, pre_trigger, forced,
+                             getattr(frame, "arrived_ns", None))
+        if event.burst is None:
+            # The camera frame just before this one (not stored, it is in the ring):
+            # a change the filter finds must show there too.
+            frame_ns = int(NS / self.config.hardware.camera.frame_rate)
+            previous = self._ring.lores_just_before(frame.sensor_timestamp_ns, frame_ns * 3 // 2)
+            self._submit(waiting, self.filter.score(frame.lores_y, previous))
+            return
+        event.undecided.append(waiting)
+        self._submit_decided(event.burst.add(frame.lores_y))
+        for undecided in event.undecided:
+            undecided.hold()
+
+    def _submit_decided(self, results) -> None:
+        for result in results:
+            self._submit(self._event.undecided.pop(0), result)
+
+    def _submit(self, waiting: _Undecided, result) -> None:
+        event, frame = self._event, waiting.frame
+        keep = result.keep or waiting.forced
         record = FrameRecord(
-            event_number=event.record.number, sequence=event.sequence,
+            event_number=event.record.number, sequence=waiting.sequence,
             sensor_timestamp_ns=frame.sensor_timestamp_ns, capture_wall_ns=frame.wall_ns,
-            pre_trigger=pre_trigger, score=result.score, kept=keep,
+            pre_trigger=waiting.pre_trigger, score=result.score, kept=keep,
             media_id=uuid.uuid4().hex, metadata=_frame_metadata(frame.metadata, result))
         if self.debug:
-            self.debug.frame(event.record.event_id, f"{event.sequence:02d}", frame.lores_y, result)
-        image = self._image_of(frame) if keep else None
-        tag = self._tagger(frame, record) if keep else None
+            self.debug.frame(event.record.event_id, f"{waiting.sequence:02d}", frame.lores_y, result)
+        if not result.keep and not result.light_change:
+            self._older_views.add(self._night(), frame.lores_y)
+        image = (waiting.image or self._image_of(frame)) if keep else None
+        tag = self._tagger(frame, record, result.reference) if keep else None
         frame.release()
-        arrived_ns = getattr(frame, "arrived_ns", None)
 
         def written(result_: Written) -> None:
             self.store.index_frame(record, result_.jpeg, result_.saved)
             event.report.frames.append(FrameOutcome(
-                frame.sensor_timestamp_ns, result.score, keep, pre_trigger, result_.saved,
-                arrived_ns, result_.stored_ns if result_.saved else None))
+                frame.sensor_timestamp_ns, result.score, keep, waiting.pre_trigger, result_.saved,
+                waiting.arrived_ns, result_.stored_ns if result_.saved else None, result.reference))
 
         self.writer.submit(image, self.config.storage.jpeg_quality, tag,
                            self._file_name(record) if keep else None, written)
+
+    def _night(self) -> bool:
+        return self.operating.day_night.night
 
     def _image_of(self, frame: Frame) -> YuvCopy | LentMain:
         """The frame's camera buffer itself while the camera can spare it, else a copy."""
         return self.camera.lend_main(frame, lendable_buffers(self.config, self.camera.buffers)) or YuvCopy.of(frame)
 
-    def _tagger(self, frame: Frame, record: FrameRecord):
+    def _tagger(self, frame: Frame, record: FrameRecord, reference: str):
         """A function adding this frame's EXIF and XMP to its JPEG (run on a writer thread)."""
         event = self._event
         m = frame.metadata
@@ -412,6 +459,7 @@ class Trap:
             sequence=record.sequence,  # no total: the burst may still be extended
             capture_method=CAPTURE_METHOD.get(event.trigger.source, "activityDetection"),
             trigger_source=event.trigger.source, motion_score=round(record.score, 5),
+            filter_reference=reference,
             width=w, height=h, exposure_time_us=m.get("ExposureTime"),
             analogue_gain=m.get("AnalogueGain"), digital_gain=m.get("DigitalGain"),
             lux=m.get("Lux"), temperature_c=event.readings.ambient_temperature_c,
@@ -432,6 +480,8 @@ class Trap:
     def _end_event(self, note: str | None = None) -> None:
         """The event takes no more frames; it is closed once its frames are written,
         while the next event may already be recording (no dead time)."""
+        if self._event.burst is not None:   # a frame still waiting: judged with what there is
+            self._submit_decided(self._event.burst.finish())
         event, self._event = self._event, None
         event.note = note
         event.ended_wall_ns = self.clock.wall_ns()
