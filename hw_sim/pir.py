@@ -3,7 +3,9 @@
 Like an HC-SR501 in retriggering mode: the output rises `delay_s` after a warm
 body enters the lens's zone, stays high while it is there and for `hold_s`
 after it leaves. Cold or out-of-range animals are missed; wind-warmed
-vegetation gives false triggers. The output drives a gpiozero MockFactory
+vegetation gives false triggers. With footage, a pass is a run of frames
+labelled `animal` (the labels say nothing of where, so the zone is not used).
+The output drives a gpiozero MockFactory
 pin at the scheduled instants of the simulation clock, so trapd's own
 DigitalInputDevice callback runs exactly as it would on lgpio's thread.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 from gpiozero.pins.mock import MockPin
 
+from hw_sim.footage import FootagePass
 from hw_sim.scenario import AnimalPass, PirSpec
 
 SCAN_STEP_S = 0.02
@@ -54,7 +57,20 @@ def output_intervals(spec: PirSpec, animals: tuple[AnimalPass, ...]) -> list[tup
     for animal in animals:
         if animal.warm and animal.in_pir_range:
             raw += [(a + spec.delay_s, b + spec.hold_s) for a, b in _in_zone_intervals(animal, spec.zone)]
-    raw += [(f.at_s, f.at_s + f.duration_s) for f in spec.false_triggers]
+    return _merged(raw + _false_triggers(spec))
+
+
+def footage_output_intervals(spec: PirSpec, passes: tuple[FootagePass, ...]) -> list[tuple[float, float]]:
+    """(rise_s, fall_s) of the PIR output over footage: each labelled pass, and the false triggers."""
+    raw = [(p.enter_s + spec.delay_s, p.leave_s + spec.hold_s) for p in passes]
+    return _merged(raw + _false_triggers(spec))
+
+
+def _false_triggers(spec: PirSpec) -> list[tuple[float, float]]:
+    return [(f.at_s, f.at_s + f.duration_s) for f in spec.false_triggers]
+
+
+def _merged(raw: list[tuple[float, float]]) -> list[tuple[float, float]]:
     merged: list[tuple[float, float]] = []
     for rise, fall in sorted(raw):
         if merged and rise <= merged[-1][1]:
@@ -66,8 +82,9 @@ def output_intervals(spec: PirSpec, animals: tuple[AnimalPass, ...]) -> list[tup
 
 class PirModel:
     def __init__(self, spec: PirSpec, animals: tuple[AnimalPass, ...], pin, clock,
-                 start_ns: int) -> None:
-        self.intervals = output_intervals(spec, animals)
+                 start_ns: int, footage_passes: tuple[FootagePass, ...] | None = None) -> None:
+        self.intervals = (output_intervals(spec, animals) if footage_passes is None
+                          else footage_output_intervals(spec, footage_passes))
         self._pin = pin
         self._clock = clock
         self._start_ns = start_ns

@@ -4,7 +4,9 @@ The simulator plugs in at trapd's seams only: the Picamera2 class (a
 CameraRig bound to the scene), gpiozero's MockFactory (its PIR pin driven by
 the PIR model), the clock (virtual, or real time with `realtime=True`; the
 scenario's `clock:` sets whether it is synchronised and when it steps), and
-the sensors' sysfs files (written in a temporary directory).
+the sensors' sysfs files (written in a temporary directory). A scenario with
+`footage:` shows real frames (FootageScene) and drives the PIR from their
+labels; its `power_mode:` overrides the config's power.mode for the run.
 
 With `handle_signals=True` (the `trapd sim` command) SIGINT and SIGTERM end
 the run as they end the daemon: the event in flight is finished and the run
@@ -19,12 +21,13 @@ import logging
 import signal
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
 from gpiozero.pins.mock import MockFactory
 
+from hw_sim.footage_scene import FootageScene
 from hw_sim.lamp import attach_lamp
 from hw_sim.picamera2 import CameraRig
 from hw_sim.pir import PirModel, PirOutputPin
@@ -46,6 +49,7 @@ class SimRun:
     scenario: Scenario
     scene: Scene
     storage_root: str
+    power_mode: str = "streaming"
     events: list[EventReport] = field(default_factory=list)
     # The signal that ended the run early ("SIGINT", "SIGTERM"), and when the
     # run ended (seconds into the scenario, after the event in flight); None
@@ -57,19 +61,39 @@ class SimRun:
         """The run as JSON-ready data, every frame scored against ground truth."""
         events = [self._event_json(e) for e in self.events]
         return {"scenario": self.scenario.name, "storage_root": self.storage_root,
+                "power_mode": self.power_mode, "footage": self._footage_json(),
                 "stopped_by": self.stopped_by, "stopped_at_s": self.stopped_at_s,
                 "events": events, "summary": self._summary(events)}
+
+    def _footage_json(self) -> dict | None:
+        footage = self.scenario.footage
+        if footage is None:
+            return None
+        return {"source": str(footage.source), "frame_rate": footage.frame_rate,
+                "frames": len(footage.frames), "duration_s": footage.duration_s,
+                "start_ns": self.scene.start_ns,
+                "passes": [[p.first, p.last] for p in footage.passes]}
 
     def _event_json(self, event: EventReport) -> dict:
         return {
             "event_id": event.event_id, "trigger": event.trigger, "pir_edge_ns": event.trigger_ns,
             "note": event.note,
-            "frames": [{"sensor_timestamp_ns": f.sensor_timestamp_ns, "score": f.score,
-                        "kept": f.kept, "pre_trigger": f.pre_trigger,
-                        "truth": self.scene.truth(f.sensor_timestamp_ns), "file": f.file,
-                        "arrived_ns": f.arrived_ns, "stored_ns": f.stored_ns}
-                       for f in event.frames],
+            "frames": [self._frame_json(f) for f in event.frames],
         }
+
+    def _frame_json(self, f) -> dict:
+        frame = {"sensor_timestamp_ns": f.sensor_timestamp_ns, "score": f.score,
+                 "kept": f.kept, "pre_trigger": f.pre_trigger,
+                 "truth": self.scene.truth(f.sensor_timestamp_ns), "file": f.file,
+                 "arrived_ns": f.arrived_ns, "stored_ns": f.stored_ns}
+        if hasattr(f, "reference"):      # which reference judged the frame (trapd.trap)
+            frame["reference"] = f.reference
+        if isinstance(self.scene, FootageScene):
+            index = self.scene.frame_index(f.sensor_timestamp_ns)
+            frame["footage_frame"] = index
+            frame["footage_file"] = (None if index is None
+                                     else self.scene.footage.frames[index].file.name)
+        return frame
 
     def _summary(self, events: list[dict]) -> dict:
         frames = [f for e in events for f in e["frames"]]
@@ -79,13 +103,14 @@ class SimRun:
         lost = [e for e in animal_events
                 if not any(f["truth"] == "animal" and f["file"] for f in e["frames"])]
         passes_seen = self._passes_with_a_stored_frame(frames)
-        passes = [a for a in self.scenario.animals
+        passes = [a for a in self.scene.passes
                   if self.stopped_at_s is None or a.enter_s < self.stopped_at_s]
         return {
             "animal_frames": len(animal),
             "animal_frames_kept": sum(f["kept"] for f in animal),
             "empty_frames": len(empty),
             "empty_frames_dropped": sum(not f["kept"] for f in empty),
+            "unlabelled_frames": sum(f["truth"] == "unlabelled" for f in frames),
             "animal_events": len(animal_events),
             "animal_events_lost": len(lost),
             "animal_passes": len(passes),
@@ -106,16 +131,17 @@ def run_scenario(scenario: Scenario, config: Config, storage_root: str | None = 
                  realtime: bool = False,
                  on_event: Callable[[EventReport], None] | None = None, debug=None,
                  handle_signals: bool = False) -> SimRun:
+    config = with_power_mode(config, scenario.power_mode)
     clock = RealtimeClock() if realtime else VirtualClock(
         start_wall_ns=int(scenario.start_time.timestamp() * NS))
     start_ns = clock.monotonic_ns()
-    scene = Scene(scenario, start_ns)
+    scene = FootageScene(scenario, start_ns) if scenario.footage else Scene(scenario, start_ns)
     rig = CameraRig(scene, clock)
     pin_factory = MockFactory()
     pir_pin = pin_factory.pin(config.hardware.pir_pin, pin_class=PirOutputPin)
     if config.night.lamp != "off" and config.night.lamp_level is None:
         attach_lamp(scene, pin_factory, config.hardware.ir_lamp_pin, clock)
-    run = SimRun(scenario, scene, str(storage_root or config.storage.root))
+    run = SimRun(scenario, scene, str(storage_root or config.storage.root), config.power.mode)
 
     def record(event: EventReport) -> None:
         run.events.append(event)
@@ -127,7 +153,9 @@ def run_scenario(scenario: Scenario, config: Config, storage_root: str | None = 
         sensors = sensor_files(scenario.sensors, Path(sysfs), pin_factory)
         trap = build_trap(config, Hardware(rig.picamera2_class, pin_factory, clock, sensors),
                           storage_root, record, debug)
-        PirModel(scenario.pir, scenario.animals, pir_pin, clock, start_ns).schedule()
+        footage_passes = scenario.footage.passes if scenario.footage else None
+        PirModel(scenario.pir, scenario.animals, pir_pin, clock, start_ns,
+                 footage_passes).schedule()
         end_ns = start_ns + int(scenario.duration_s * NS)
         daemon = Daemon(None, config, trap)
         signals = _signals_end_the_run(daemon, run) if handle_signals else contextlib.nullcontext()
@@ -169,6 +197,13 @@ def _signals_end_the_run(daemon: Daemon, run: SimRun) -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def with_power_mode(config: Config, mode: str | None) -> Config:
+    """`config` with power.mode set to the scenario's `power_mode` (None: unchanged)."""
+    if mode is None or mode == config.power.mode:
+        return config
+    return replace(config, power=replace(config.power, mode=mode))
 
 
 def schedule_clock(spec: ClockSpec, clock: VirtualClock, start_ns: int) -> None:

@@ -4,7 +4,8 @@ A scenario is YAML (format: hw_sim/scenarios/README.md; example:
 hw_sim/scenarios/default.yaml): the light and wind over time, sun-and-cloud
 light steps, the animals that cross (their passes are the ground truth a run
 is scored against), and PIR behaviour including false triggers from
-wind-warmed vegetation.
+wind-warmed vegetation. With `footage:` the scene is real footage instead,
+its labels the ground truth (hw_sim/footage.py).
 
 Files are checked like config.yaml, by trapd/schema.py against the
 dataclasses below: every mistake is reported at once with its line, key path,
@@ -19,9 +20,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from hw_sim.footage import Footage, FootageProblem, FootageSpec, load_footage
 from trapd.errors import TrapdError
-from trapd.schema import Problem, Rule, Section, choice, file_problem, flag, free_text, integer, \
-    is_number, items, number, read_document, read_text, section, setting
+from trapd.schema import NO_VALUE, Problem, Rule, Section, choice, file_problem, flag, free_text, \
+    integer, is_number, items, number, read_document, read_text, section, setting
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 # Body length over body height, which sets an animal's box from its height.
@@ -31,6 +33,7 @@ BODY_LENGTH_PER_HEIGHT = {"leopard": 1.65, "tiger": 1.7, "deer": 1.2, "hare": 1.
 MAX_SCENARIO_S = 7 * 86400
 # A wall-clock step of up to ten years either way.
 MAX_CLOCK_STEP_S = 10 * 365 * 86400
+POWER_MODES = ("streaming", "standby")
 
 
 class ScenarioError(TrapdError, ValueError):
@@ -157,6 +160,8 @@ class Scenario:
     description: str = ""
     clock: ClockSpec = field(default_factory=ClockSpec)
     sensors: SensorSpec = field(default_factory=SensorSpec)
+    footage: Footage | None = None      # real frames instead of the synthetic scene
+    power_mode: str | None = None       # overrides config power.mode; None: the config's
 
     def conditions_at(self, s: float) -> Conditions:
         current = self.conditions[0]
@@ -202,7 +207,8 @@ _START_TIME = Rule(
 class ScenarioFile(Section):
     """A scenario file as written (hw_sim/scenarios/README.md); `scenario()` makes the Scenario."""
 
-    duration_s: float = setting(number(0.1, MAX_SCENARIO_S, "seconds"))
+    # None: as long as the footage (required without footage)
+    duration_s: float | None = setting(number(0.1, MAX_SCENARIO_S, "seconds"), None)
     name: str | None = setting(free_text(64, min_chars=1), None)   # None: the file's name
     description: str = setting(free_text(2000, allow_newlines=True), "")
     seed: int = setting(integer(0, 2**32 - 1), 1)
@@ -214,15 +220,31 @@ class ScenarioFile(Section):
     pir: PirSpec = section(PirSpec)
     clock: ClockSpec = section(ClockSpec)
     sensors: SensorSpec = section(SensorSpec)
+    footage: FootageSpec = section(FootageSpec)
+    power_mode: str | None = setting(choice(POWER_MODES), None)
 
-    def scenario(self, default_name: str) -> Scenario:
+    def validate(self) -> list[Problem]:
+        if self.footage.path is None:
+            if self.duration_s is None:
+                return [Problem("duration_s", None, NO_VALUE, "missing; expected a number from "
+                                "0.1 to 604800 seconds (it may be left out with footage:)")]
+            return []
+        if self.animals:
+            return [Problem("animals", None, NO_VALUE, "cannot be used with footage: the "
+                            "footage's labels are the ground truth; remove animals: or footage:")]
+        return []
+
+    def scenario(self, default_name: str, footage: Footage | None = None) -> Scenario:
         clock = replace(self.clock, jumps=tuple(sorted(self.clock.jumps, key=lambda j: j.at_s)))
+        duration_s = self.duration_s
+        if footage is not None:      # the run ends when the footage does
+            duration_s = min(duration_s or footage.duration_s, footage.duration_s)
         return Scenario(
             name=self.name or default_name, description=self.description,
-            duration_s=self.duration_s, seed=self.seed, start_time=self.start_time,
+            duration_s=duration_s, seed=self.seed, start_time=self.start_time,
             conditions=self.conditions, light_steps=self.light_steps, animals=self.animals,
             pir=self.pir, vegetation_clumps=self.vegetation_clumps, clock=clock,
-            sensors=self.sensors)
+            sensors=self.sensors, footage=footage, power_mode=self.power_mode)
 
 
 def scenario_names() -> list[str]:
@@ -249,9 +271,22 @@ def scenario_path(name_or_path: str | Path) -> Path:
     raise ScenarioError(file_problem(message, str(name_or_path)))
 
 
-def parse_scenario(text: str, source: str = "scenario.yaml", default_name: str = "scenario") -> Scenario:
-    """A scenario from YAML text; ScenarioError listing every problem, with lines."""
-    return read_document(ScenarioFile, text, source, ScenarioError).value.scenario(default_name)
+def parse_scenario(text: str, source: str = "scenario.yaml", default_name: str = "scenario",
+                   base_dir: str | Path | None = None) -> Scenario:
+    """A scenario from YAML text; ScenarioError listing every problem, with lines.
+    Footage paths are relative to `base_dir` (default: the folder of `source`)."""
+    document = read_document(ScenarioFile, text, source, ScenarioError)
+    written: ScenarioFile = document.value
+    footage = None
+    if written.footage.path is not None:
+        base = Path(base_dir) if base_dir is not None else Path(source).parent
+        try:
+            footage = load_footage(written.footage, base)
+        except FootageProblem as exc:
+            key = f"footage.{exc.key}"
+            line = document.key_lines.get(key, document.key_lines.get("footage"))
+            raise ScenarioError([Problem(key, line, NO_VALUE, str(exc), source)]) from None
+    return written.scenario(default_name, footage)
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:

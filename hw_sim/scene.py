@@ -108,6 +108,11 @@ class Scene:
         s = self.seconds(t_ns)
         return [a for a in self.scenario.animals if _visible_share(a, s) >= VISIBLE_SHARE_FOR_TRUTH]
 
+    @property
+    def passes(self) -> tuple[AnimalPass, ...]:
+        """The ground truth a run is scored against: every animal pass."""
+        return self.scenario.animals
+
     def truth(self, t_ns: int) -> str:
         return "animal" if self.animals_in_view(t_ns) else "empty"
 

@@ -219,7 +219,7 @@ def _sim(args) -> int:
         return EXIT_PROBLEMS
     config = load_config(args.config)
     logging.getLogger("trapd.trap").setLevel(logging.WARNING)  # the sim prints its own event lines
-    print(f"scenario {scenario.name}: {scenario.duration_s:g} s, {len(scenario.animals)} animal passes")
+    print(_scenario_line(scenario, config))
     debug = DebugImages(args.debug_dir) if args.debug_dir else None
     run = run_scenario(scenario, config, args.storage, args.realtime,
                        on_event=lambda event: print("  " + event.line()), debug=debug,
@@ -237,11 +237,25 @@ def _sim(args) -> int:
     return EXIT_OK
 
 
+def _scenario_line(scenario, config) -> str:
+    mode = scenario.power_mode or config.power.mode
+    footage = scenario.footage
+    if footage is None:
+        return (f"scenario {scenario.name}: {scenario.duration_s:g} s, "
+                f"{len(scenario.animals)} animal passes, power mode {mode}")
+    labelled = sum(f.label is not None for f in footage.frames)
+    return (f"scenario {scenario.name}: footage {footage.source}, {len(footage.frames)} frames "
+            f"({labelled} labelled) at {footage.frame_rate:g} frames/s, played once: "
+            f"{scenario.duration_s:g} s, {len(footage.passes)} animal passes, power mode {mode}")
+
+
 def _print_summary(report: dict) -> None:
     s = report["summary"]
     print(f"summary: {s['events']} events, {s['images_stored']} images stored")
     print(f"  animal frames kept   {s['animal_frames_kept']}/{s['animal_frames']}")
     print(f"  empty frames dropped {s['empty_frames_dropped']}/{s['empty_frames']}")
+    if s["unlabelled_frames"]:
+        print(f"  unlabelled frames (not scored) {s['unlabelled_frames']}")
     print(f"  animal events lost   {s['animal_events_lost']}/{s['animal_events']}")
     print(f"  animal passes with a stored image {s['animal_passes_stored']}/{s['animal_passes']}")
     print(f"images are in {Path(report['storage_root']).resolve() / 'images'}")

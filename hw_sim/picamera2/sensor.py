@@ -261,9 +261,13 @@ class Sensor:
         return frame
 
     def render(self, frame: Frame, stream_config: dict) -> np.ndarray:
-        """A stream's buffer for a frame: the scene at mid-exposure, packed as the hardware does."""
+        """A stream's buffer for a frame: the scene at mid-exposure (or, for a scene of discrete
+        frames such as footage, at its SensorTimestamp), packed as the hardware does."""
         width, height = stream_config["size"]
-        image = self._rig.scene.render_bgr(frame.mid_exposure_ns, (width, height))
+        scene = self._rig.scene
+        at_ns = (frame.sensor_timestamp_ns if getattr(scene, "sampled_at_sensor_timestamp", False)
+                 else frame.mid_exposure_ns)
+        image = scene.render_bgr(at_ns, (width, height))
         if image.shape != (height, width, 3) or image.dtype != np.uint8:
             raise ValueError(f"scene.render_bgr returned {image.shape} {image.dtype}, "
                              f"expected ({height}, {width}, 3) uint8")
