@@ -15,8 +15,9 @@ ts_k = ts_(k-1) + FrameDuration_(k-1), with ts_0 = the time of start(), so with 
 period ts_k = start + k * period. It reaches picamera2 at ts_k + FrameDuration_k. Like
 SensorTimestamp on a Pi, ts_k is the end of exposure: the exposure ran from
 ts_k - 1000 * ExposureTime to ts_k, and the scene is rendered at its middle,
-ts_k - 500 * ExposureTime. On arrival a frame goes through the same machinery as picamera2's
-event loop: it becomes a CompletedRequest, queued jobs run in order (capture, flush, mode
+ts_k - 500 * ExposureTime (a scene of discrete frames, real footage, is sampled at ts_k
+itself, so a frame shows the footage frame of its SensorTimestamp). On arrival a frame goes
+through the same machinery as picamera2's event loop: it becomes a CompletedRequest, queued jobs run in order (capture, flush, mode
 switch ...), and with ``queue=True`` and buffer_count > 1 the newest completed request is kept
 for the next caller, so a capture can return a frame from before the call. A capture with a
 ``wait`` waits by advancing the clock to the next frame.
