@@ -267,7 +267,8 @@ def test_in_standby_a_failing_camera_is_tried_at_pir_edges_and_their_events_kept
     edges make events without images, and the camera is used once it opens."""
     sim = sim_hardware(present=False)
     config = write_config(tmp_path / "config.yaml", tmp_path,
-                          {**BURST, "power": {"mode": "standby"}})
+                          {**BURST, "power": {"mode": "standby"},
+                           "filter": {"enabled": False}})   # the view is empty: keep its frames to count them
     sim.pir_pulse(10.0)
     sim.pir_pulse(100.0)
     sim.at(150.0, sim.rig.plug_in)

@@ -152,7 +152,9 @@ def test_low_battery_switches_to_standby_and_critical_stops_cleanly(bench, monke
     from hw_sim.adc import MockMCP3008
 
     b = bench({"sensors": {"battery_adc_channel": 0, "battery_divider": 4.0},
-               "power": {"battery_low_v": 11.5, "battery_critical_v": 10.5}})
+               "power": {"battery_low_v": 11.5, "battery_critical_v": 10.5},
+               # every frame stored: its tags are read below (the view is empty)
+               "filter": {"enabled": False}})
     monkeypatch.setattr(Device, "pin_factory", b.factory)
     adc = MockMCP3008(b.factory)
     adc.set_battery(0, 12.4, 4.0)

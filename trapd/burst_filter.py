@@ -27,6 +27,7 @@ last resort, counted as reference "none".
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -56,6 +57,9 @@ OLDER_VIEW_MAX_CHANGED = 0.02
 # (a full flip, brighter <-> darker, counts 2, a sign from or to "even" 1).
 CHANGED_COMPARISONS = 6
 BITS_SET = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+# Frames of the event a frame is compared with (the newest; in the trap the
+# camera frames between burst frames count too).
+CONTEXT_FRAMES = 6
 # A data bar (time, temperature, logo) printed at the top or bottom of camera
 # trap photos: a band of rows at one level, ending within this share of the height.
 DATA_BAR_MAX_SHARE = 0.12
@@ -80,8 +84,10 @@ class _Frame:
 
 class BurstFilter:
     """Judges the frames of one event, in order, with no fresh background.
-    `add` returns the decisions that became final (the first frame's waits
-    for the second); `finish` returns the rest."""
+    `add` takes a frame to judge and returns the decisions that became final
+    (the first frame's waits for the second); `observe` takes a camera frame
+    of the event that is not judged (between burst frames), which serves as
+    context; `finish` returns the decisions still waiting."""
 
     def __init__(self, config: FilterConfig, camera: CameraConfig,
                  older_view: list[np.ndarray] | None = None) -> None:
@@ -93,95 +99,123 @@ class BurstFilter:
         self._exclude = _mask_image(config.masks, camera.lores_size)
         self._looked_for_bar = self._exclude is not None
         self._older = [_Frame(self._smooth(f)) for f in older_view or []]
-        self._frames: list[_Frame] = []
+        self._seen: deque[_Frame] = deque(maxlen=CONTEXT_FRAMES)   # earlier frames, newest last
+        self._judged: _Frame | None = None      # the frame judged last
         self._pending: _Frame | None = None
+        self._after_pending: list[_Frame] = []
+
+    def observe(self, lores_y: np.ndarray) -> None:
+        if not self.config.enabled:
+            return
+        frame = self._frame(lores_y)
+        if self._pending is not None:
+            self._after_pending.append(frame)
+        self._seen.append(frame)
 
     def add(self, lores_y: np.ndarray) -> list[MotionResult]:
-        if not self._looked_for_bar:
-            self._exclude, self._looked_for_bar = data_bar(lores_y), True
-        frame = _Frame(self._smooth(lores_y))
+        if not self.config.enabled:   # the filter is off: every frame is kept
+            return [MotionResult(1.0, True, None, 0.0, False, reference=NO_REFERENCE)]
+        frame = self._frame(lores_y)
         decided = []
-        if not self._frames:
+        if self._judged is None and self._pending is None:
             frame.result = self._first(frame)
             if frame.result is None:
                 self._pending = frame
         else:
             if self._pending is not None:
-                decided.append(self._settle_first(frame))
+                decided.append(self._settle_first(self._after_pending + [frame]))
             frame.result = self._later(frame)
-        self._frames.append(frame)
         if frame.result is not None:
+            self._judged = frame
             decided.append(frame.result)
+        self._seen.append(frame)
         return decided
 
     def finish(self) -> list[MotionResult]:
-        """The first frame's decision if no second frame came: nothing to
-        judge it by, so it is kept."""
+        """The first frame's decision if no second frame came: judged by the
+        frames seen after it, or (none) kept with nothing to judge it by."""
         if self._pending is None:
             return []
+        if self._after_pending:
+            return [self._settle_first(self._after_pending)]
         self._pending, pending = None, self._pending
         pending.result = MotionResult(1.0, True, None, 0.0, False, reference=NO_REFERENCE)
         return [pending.result]
 
     # -- decisions --------------------------------------------------------
     def _first(self, frame: _Frame) -> MotionResult | None:
-        """Dropped now if an older view of the empty scene matches it; else
-        it waits for the second frame."""
+        """Dropped now if an older view of the empty scene matches it
+        everywhere (nothing body-sized changed, and little else); else it
+        waits for the frames after it."""
         for older in self._older:
-            score, bbox, changed = self._change(frame, older)
+            score, bbox, changed = self._change(frame, [older], self._dead_band_for(frame, older))
             if score < self.min_blob_fraction and changed <= OLDER_VIEW_MAX_CHANGED:
                 return MotionResult(score, False, bbox, changed, False, reference=OLDER_VIEW)
         return None
 
-    def _settle_first(self, second: _Frame) -> MotionResult:
-        first, self._pending = self._pending, None
-        score, bbox, changed = self._change(first, second)
-        keep = score >= self.min_blob_fraction
-        first.body = bbox if keep else None
-        first.result = MotionResult(score, keep, bbox, changed, False, reference=BURST)
+    def _settle_first(self, after: list[_Frame]) -> MotionResult:
+        first, self._pending, self._after_pending = self._pending, None, []
+        first.result = self._judge(first, after[-CONTEXT_FRAMES:])
+        self._judged = first
         return first.result
 
     def _later(self, frame: _Frame) -> MotionResult:
-        previous, first = self._frames[-1], self._frames[0]
-        score, bbox, changed = self._change(frame, previous)
-        if score < self.min_blob_fraction and first is not previous:
-            score, bbox, changed = max((score, bbox, changed),
-                                       self._change(frame, first), key=lambda r: r[0])
-        if score >= self.min_blob_fraction:
-            frame.body = bbox
-            return MotionResult(score, True, bbox, changed, False, reference=BURST)
-        if previous.body is not None and self._still_there(frame, previous):
+        result = self._judge(frame, list(self._seen))
+        previous = self._judged
+        if not result.keep and previous is not None and previous.body is not None \
+                and self._still_there(frame, previous):
             frame.body = previous.body
-            return MotionResult(score, True, previous.body, changed, False, reference=BURST)
-        return MotionResult(score, False, bbox, changed, False, reference=BURST)
+            return replace(result, keep=True, bbox=previous.body)
+        return result
+
+    def _judge(self, frame: _Frame, others: list[_Frame]) -> MotionResult:
+        """Kept if, over a body-sized patch, its structure is found in none of
+        the other frames of the event (swaying leaves and dancing sun flecks
+        come back to where they were; a body moves on)."""
+        score, bbox, changed = self._change(frame, others, self._dead_band_for(frame, others[-1]))
+        keep = score >= self.min_blob_fraction
+        frame.body = bbox if keep else None
+        return MotionResult(score, keep, bbox, changed, False, reference=BURST)
 
     def _still_there(self, frame: _Frame, previous: _Frame) -> bool:
-        """Nothing changed where the body was in the frame before: it stands still."""
+        """Nothing changed where the body was in the frame judged before: it stands still."""
         x, y, w, h = previous.body
-        score, _, _ = self._change(frame, previous, region=np.s_[y:y + h, x:x + w])
+        score, _, _ = self._change(frame, [previous], self._dead_band_for(frame, previous),
+                                   np.s_[y:y + h, x:x + w])
         return score < self.min_blob_fraction
 
     # -- structure ----------------------------------------------------------
+    def _frame(self, lores_y: np.ndarray) -> _Frame:
+        if not self._looked_for_bar:
+            self._exclude, self._looked_for_bar = data_bar(lores_y), True
+        return _Frame(self._smooth(lores_y))
+
     def _smooth(self, lores_y: np.ndarray) -> np.ndarray:
         k = self.config.blur_px
         return cv2.GaussianBlur(lores_y, (k, k), 0)
 
-    def _change(self, a: _Frame, b: _Frame, region=np.s_[:, :]):
-        """Densest body-sized patch of changed structure between two frames
-        (within `region`), as a fraction of the frame, its window, and the
-        share of the region changed."""
+    def _dead_band_for(self, a: _Frame, b: _Frame) -> int:
         threshold = self.config.pixel_threshold
-        dead_band = round(min(max(threshold * DEAD_BAND_PER_THRESHOLD,
-                                  DEAD_BAND_SIGMAS * _noise_sigma(a.smoothed, b.smoothed)),
-                              threshold * MAX_DEAD_BAND_PER_THRESHOLD))
-        (pos_a, neg_a), (pos_b, neg_b) = a.codes(dead_band), b.codes(dead_band)
-        distance = cv2.add(cv2.LUT(pos_a[region] ^ pos_b[region], BITS_SET),
-                           cv2.LUT(neg_a[region] ^ neg_b[region], BITS_SET))
-        changed = cv2.compare(distance, CHANGED_COMPARISONS, cv2.CMP_GE) & 1
+        return round(min(max(threshold * DEAD_BAND_PER_THRESHOLD,
+                             DEAD_BAND_SIGMAS * _noise_sigma(a.smoothed, b.smoothed)),
+                         threshold * MAX_DEAD_BAND_PER_THRESHOLD))
+
+    def _change(self, frame: _Frame, others: list[_Frame], dead_band: int, region=np.s_[:, :]):
+        """Densest body-sized patch (within `region`) where the frame's
+        structure differs from every one of `others`, as a fraction of the
+        frame; its window; and the share of the region changed."""
+        brighter, darker = frame.codes(dead_band)
+        least = None
+        for other in others:
+            other_brighter, other_darker = other.codes(dead_band)
+            distance = cv2.add(cv2.LUT(brighter[region] ^ other_brighter[region], BITS_SET),
+                               cv2.LUT(darker[region] ^ other_darker[region], BITS_SET))
+            least = distance if least is None else cv2.min(least, distance)
+        changed = cv2.compare(least, CHANGED_COMPARISONS, cv2.CMP_GE) & 1
         if self._exclude is not None:
             changed &= ~self._exclude[region].view(np.uint8) & 1
         mask = cv2.morphologyEx(changed, cv2.MORPH_OPEN, DESPECKLE_KERNEL)
-        whole, count = a.smoothed.size, cv2.countNonZero(mask)
+        whole, count = frame.smoothed.size, cv2.countNonZero(mask)
         if count < self.min_blob_fraction * whole:
             return count / whole, None, count / mask.size
         window = (min(self._window[0], mask.shape[1]), min(self._window[1], mask.shape[0]))

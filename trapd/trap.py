@@ -362,6 +362,8 @@ class Trap:
             self._end_event()
             return
         if frame.sensor_timestamp_ns < event.next_frame_ns or event.frames_due <= 0:
+            if event.burst is not None:
+                event.burst.observe(frame.lores_y)
             self._ring.push(frame)
             if event.frames_due <= 0:
                 event.tail -= 1
