@@ -83,7 +83,8 @@ def test_standby_scenario_runs_with_the_camera_off_and_drops_most_empty_frames(s
     assert summary["empty_frames_dropped"] >= 0.80 * summary["empty_frames"]
 
 
-@pytest.mark.xfail(strict=True, reason="known: the hare crossing in 1.5 s at dusk is lost in standby "
-                   "(its first frame matches the older view, the second barely differs); issue 16")
 def test_standby_scenario_loses_no_animal_pass(standby_run):
-    assert standby_run["summary"]["animal_events_lost"] == 0
+    summary = standby_run["summary"]
+    assert summary["animal_passes"] == 4
+    assert summary["animal_events_lost"] == 0
+    assert summary["animal_passes_stored"] == summary["animal_passes"]

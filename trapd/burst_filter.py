@@ -57,6 +57,9 @@ OLDER_VIEW_MAX_CHANGED = 0.02
 # (a full flip, brighter <-> darker, counts 2, a sign from or to "even" 1).
 CHANGED_COMPARISONS = 6
 BITS_SET = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+# Or when its brightness changed by more than this many pixel_threshold
+# (after the overall level is matched), against every frame compared.
+BRIGHTNESS_MARGIN = 2.0
 # Frames of the event a frame is compared with (the newest; in the trap the
 # camera frames between burst frames count too).
 CONTEXT_FRAMES = 6
@@ -148,9 +151,9 @@ class BurstFilter:
         everywhere (nothing body-sized changed, and little else); else it
         waits for the frames after it."""
         for older in self._older:
-            score, bbox, changed = self._change(frame, [older], self._dead_band_for(frame, older))
+            score, bbox, changed, mask = self._change(frame, [older], self._dead_band_for(frame, older))
             if score < self.min_blob_fraction and changed <= OLDER_VIEW_MAX_CHANGED:
-                return MotionResult(score, False, bbox, changed, False, reference=OLDER_VIEW)
+                return MotionResult(score, False, bbox, changed, False, mask, reference=OLDER_VIEW)
         return None
 
     def _settle_first(self, after: list[_Frame]) -> MotionResult:
@@ -172,19 +175,32 @@ class BurstFilter:
         """Kept if, over a body-sized patch, its structure is found in none of
         the other frames of the event (swaying leaves and dancing sun flecks
         come back to where they were; a body moves on)."""
-        score, bbox, changed = self._change(frame, others, self._dead_band_for(frame, others[-1]))
+        score, bbox, changed, mask = self._change(frame, others, self._dead_band_for(frame, others[-1]))
         keep = score >= self.min_blob_fraction
         frame.body = bbox if keep else None
-        return MotionResult(score, keep, bbox, changed, False, reference=BURST)
+        return MotionResult(score, keep, bbox, changed, False, mask, reference=BURST)
 
     def _still_there(self, frame: _Frame, previous: _Frame) -> bool:
         """Nothing changed where the body was in the frame judged before: it stands still."""
         x, y, w, h = previous.body
-        score, _, _ = self._change(frame, [previous], self._dead_band_for(frame, previous),
+        score, *_ = self._change(frame, [previous], self._dead_band_for(frame, previous),
                                    np.s_[y:y + h, x:x + w])
         return score < self.min_blob_fraction
 
     # -- structure ----------------------------------------------------------
+    def _brightness_changed(self, frame: _Frame, others: list[_Frame], region) -> np.ndarray:
+        """Where the frame differs in brightness from every one of `others`
+        (each brought to its overall level) by more than BRIGHTNESS_MARGIN x
+        pixel_threshold: a body as smooth as the ground it covers, which the
+        structure does not show (a grey hare on grey leaf litter at dusk)."""
+        here = frame.smoothed[region]
+        least = None
+        for other in others:
+            there = other.smoothed[region]
+            difference = cv2.absdiff(here, cv2.convertScaleAbs(there, alpha=_overall_gain(here, there)))
+            least = difference if least is None else cv2.min(least, difference)
+        return cv2.compare(least, BRIGHTNESS_MARGIN * self.config.pixel_threshold, cv2.CMP_GT) & 1
+
     def _frame(self, lores_y: np.ndarray) -> _Frame:
         if not self._looked_for_bar:
             self._exclude, self._looked_for_bar = data_bar(lores_y), True
@@ -203,7 +219,7 @@ class BurstFilter:
     def _change(self, frame: _Frame, others: list[_Frame], dead_band: int, region=np.s_[:, :]):
         """Densest body-sized patch (within `region`) where the frame's
         structure differs from every one of `others`, as a fraction of the
-        frame; its window; and the share of the region changed."""
+        frame; its window; the share of the region changed; the change mask."""
         brighter, darker = frame.codes(dead_band)
         least = None
         for other in others:
@@ -212,15 +228,21 @@ class BurstFilter:
                                cv2.LUT(darker[region] ^ other_darker[region], BITS_SET))
             least = distance if least is None else cv2.min(least, distance)
         changed = cv2.compare(least, CHANGED_COMPARISONS, cv2.CMP_GE) & 1
+        changed |= self._brightness_changed(frame, others, region)
         if self._exclude is not None:
             changed &= ~self._exclude[region].view(np.uint8) & 1
         mask = cv2.morphologyEx(changed, cv2.MORPH_OPEN, DESPECKLE_KERNEL)
         whole, count = frame.smoothed.size, cv2.countNonZero(mask)
         if count < self.min_blob_fraction * whole:
-            return count / whole, None, count / mask.size
+            return count / whole, None, count / mask.size, mask
         window = (min(self._window[0], mask.shape[1]), min(self._window[1], mask.shape[0]))
         score, bbox = _densest_window(mask, None, window)
-        return score * mask.size / whole, bbox, count / mask.size
+        return score * mask.size / whole, bbox, count / mask.size, mask
+
+
+def _overall_gain(a: np.ndarray, b: np.ndarray) -> float:
+    """How much brighter `a` is than `b` overall (median of a sample)."""
+    return (float(np.median(a[::4, ::4])) + 1) / (float(np.median(b[::4, ::4])) + 1)
 
 
 def census(smoothed: np.ndarray, dead_band: int) -> tuple[np.ndarray, np.ndarray]:
