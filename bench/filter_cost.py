@@ -13,6 +13,9 @@ scenario's frames over its whole length against one background from its start
 (a worst case: about half are candidates), and exactly what the trap's filter
 is shown in one run of the scenario (each event's own background, every frame
 it scores with the frame before it, the rebases), replayed and timed here.
+Standby (trapd.burst_filter): frames of the standby scenario in events of 5
+burst frames with 4 camera frames between each, timed per frame judged and
+per camera frame observed between them.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from filter_baselines import recorded_filter_inputs
 from hw_sim.scenario import load_scenario
 from hw_sim.scene import Scene
 from trapd.config import DEFAULT_CONFIG_PATH, load_config
+from trapd.burst_filter import BurstFilter
 from trapd.motion import MotionFilter
 
 NS = 1_000_000_000
@@ -81,6 +85,28 @@ def as_the_trap_scores(config, events: list[list[tuple]]) -> tuple[list[float], 
     return times, kept
 
 
+def standby_ms(config, scenario_name: str = "standby", events: int = 12,
+               burst_frames: int = 5, between: int = 4) -> tuple[list[float], list[float]]:
+    """ms per burst frame judged (`add`) and per camera frame between them
+    (`observe`), as the trap calls the standby filter: events of `burst_frames`
+    frames with `between` camera frames between each, spread over the scenario."""
+    per_event = burst_frames * (between + 1)
+    frames = lores_frames(scenario_name, events * per_event, config.hardware.camera.lores_size)
+    judged, observed = [], []
+    for e in range(events):
+        judge = BurstFilter(config.filter, config.hardware.camera)
+        for i, frame in enumerate(frames[e * per_event:(e + 1) * per_event]):
+            start = time.perf_counter()
+            if i % (between + 1) == 0:
+                judge.add(frame)
+                judged.append((time.perf_counter() - start) * 1000)
+            else:
+                judge.observe(frame)
+                observed.append((time.perf_counter() - start) * 1000)
+        judge.finish()
+    return judged, observed
+
+
 def full_resolution_encode_ms(repeats: int = 5) -> float:
     w, h = 4056, 3040
     rng = np.random.default_rng(0)
@@ -121,6 +147,7 @@ def main() -> None:
                     frames * 3)
     ours = statistics.median(times)
     trap_times, trap_kept = as_the_trap_scores(config, events)
+    standby_judged, standby_observed = standby_ms(config)
     rss_after = peak_rss_mb()
     encode = full_resolution_encode_ms()
     print(f"{len(frames) * 3} scores of {len(frames)} lores frames "
@@ -131,6 +158,9 @@ def main() -> None:
     print(f"| trapd MotionFilter.score             | {ours:8.3f} | {100 * ours / encode:23.1f}% |")
     trap = statistics.median(trap_times)
     print(f"| the same, as the trap scores them    | {trap:8.3f} | {100 * trap / encode:23.1f}% |")
+    judged, observed = statistics.median(standby_judged), statistics.median(standby_observed)
+    print(f"| standby: a burst frame judged        | {judged:8.3f} | {100 * judged / encode:23.1f}% |")
+    print(f"| standby: a camera frame between them | {observed:8.3f} | {100 * observed / encode:23.1f}% |")
     print(f"| simplejpeg 4056x3040 YUV420 encode   | {encode:8.3f} | {100.0:23.1f}% |")
     print(f"{sum(kept)} of {len(kept)} scored frames kept (each checked against the frame before); "
           f"median {median_of(times, kept, True)} ms for those kept, "

@@ -75,6 +75,7 @@ class _Frame:
 
     def __init__(self, smoothed: np.ndarray) -> None:
         self.smoothed = smoothed
+        self.level = float(np.median(smoothed[::4, ::4])) + 1   # its overall brightness
         self.result: MotionResult | None = None
         self.body: tuple[int, int, int, int] | None = None
         self._codes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -196,8 +197,8 @@ class BurstFilter:
         here = frame.smoothed[region]
         least = None
         for other in others:
-            there = other.smoothed[region]
-            difference = cv2.absdiff(here, cv2.convertScaleAbs(there, alpha=_overall_gain(here, there)))
+            matched = cv2.convertScaleAbs(other.smoothed[region], alpha=frame.level / other.level)
+            difference = cv2.absdiff(here, matched)
             least = difference if least is None else cv2.min(least, difference)
         return cv2.compare(least, BRIGHTNESS_MARGIN * self.config.pixel_threshold, cv2.CMP_GT) & 1
 
@@ -238,11 +239,6 @@ class BurstFilter:
         window = (min(self._window[0], mask.shape[1]), min(self._window[1], mask.shape[0]))
         score, bbox = _densest_window(mask, None, window)
         return score * mask.size / whole, bbox, count / mask.size, mask
-
-
-def _overall_gain(a: np.ndarray, b: np.ndarray) -> float:
-    """How much brighter `a` is than `b` overall (median of a sample)."""
-    return (float(np.median(a[::4, ::4])) + 1) / (float(np.median(b[::4, ::4])) + 1)
 
 
 def census(smoothed: np.ndarray, dead_band: int) -> tuple[np.ndarray, np.ndarray]:

@@ -205,14 +205,16 @@ class FrameScore:
 
 
 def score_sequences(sequences: list[list[ManifestRow]], config: Config,
-                    debug=None) -> list[FrameScore]:
+                    debug=None, load=load_lores_y) -> list[FrameScore]:
+    """`load(path, lores_size)`: the lores Y plane of an image (a bench
+    scoring the same frames many times passes a cached one)."""
     lores_size = config.hardware.camera.lores_size
     scores = []
     for sequence in sequences:
         background_rows = [r for r in sequence if r.role == "background"]
         tests = [r for r in sequence if r.role == "test"]
-        background = [load_lores_y(r.file, lores_size) for r in background_rows]
-        frames = [load_lores_y(r.file, lores_size) for r in tests]
+        background = [load(r.file, lores_size) for r in background_rows]
+        frames = [load(r.file, lores_size) for r in tests]
         age = background_age_s(background_rows, tests[0]) if background_rows and tests else None
         if background and (age is None or age <= OLDER_VIEW_AFTER_S):
             results = _pre_trigger_results(config, background, frames)
@@ -276,8 +278,8 @@ def summarise(scores: list[FrameScore]) -> dict:
     }
 
 
-def evaluate(manifest: str | Path, config: Config, debug=None) -> dict:
-    scores = score_sequences(read_manifest(manifest), config, debug)
+def evaluate(manifest: str | Path, config: Config, debug=None, load=load_lores_y) -> dict:
+    scores = score_sequences(read_manifest(manifest), config, debug, load)
     report = summarise(scores)
     report["by_condition"] = {
         condition: summarise([s for s in scores if s.condition == condition])
