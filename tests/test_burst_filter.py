@@ -88,3 +88,23 @@ def test_standby_scenario_loses_no_animal_pass(standby_run):
     assert summary["animal_passes"] == 4
     assert summary["animal_events_lost"] == 0
     assert summary["animal_passes_stored"] == summary["animal_passes"]
+
+
+def test_standby_reference_wakeups_give_the_first_frame_an_older_view(bench):
+    b = bench({"power": {"mode": "standby"}, "filter": {"reference_every_s": 60}})
+    camera = b.rig.cameras[-1]
+    b.run_for(130.0)
+    assert b.trap.references_taken == 2 and not camera.started
+    b.pir_pulse_at(0.5, 0.2)
+    b.run_for(5.0)
+    b.trap.finish()
+    event, = b.events
+    first = event.frames[0]
+    assert first.reference == "older view" and not first.kept   # the view is empty: dropped at once
+    assert not camera.started
+
+
+def test_without_reference_wakeups_standby_never_starts_the_camera_while_quiet(bench):
+    b = bench({"power": {"mode": "standby"}})
+    b.run_for(130.0)
+    assert b.trap.references_taken == 0 and not b.rig.cameras[-1].started

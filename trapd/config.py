@@ -304,6 +304,8 @@ class FilterConfig(_Section):
     # Areas never counted as motion: polygons [[x, y], ...] or rectangles [x0, y0, x1, y1].
     masks: tuple = _setting(_MASKS_RULE, ())
     keep_first_post_trigger: bool = _setting(_flag(), False)
+    # Standby: wake the camera this often for a view of the empty scene (None: never).
+    reference_every_s: float | None = _setting(_number(60, 86400, "seconds", nullable=True), None)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ from trapd.writer import FrameWriter, Written, YuvCopy
 log = logging.getLogger(__name__)
 
 NS = 1_000_000_000
+# A standby reference wake-up lets the camera settle (exposure, lamp) this long.
+REFERENCE_SETTLE_S = 1.0
 CAPTURE_METHOD = {"pir": "activityDetection", "manual": "activityDetection", "timer": "timeLapse"}
 
 
@@ -141,6 +143,8 @@ class Trap:
         self._wall_jump_ns = 0  # steps seen since the last event opened
         self.last_frame_ns: int | None = None  # newest SensorTimestamp (the watchdog's proof of life)
         self.status_led = None      # a StatusLed showing the degraded states, if configured
+        self._next_reference_ns: int | None = None   # standby: next view of the empty scene
+        self.references_taken = 0
         self._apply(config, station)
 
     def _apply(self, config: Config, station: StationInfo) -> None:
@@ -252,12 +256,49 @@ class Trap:
         if self._has_trigger_waiting(mode):
             self._ensure_running()
             return False
+        if mode == STANDBY and self._reference_due():
+            self._take_reference()
+            if self._has_trigger_waiting(mode):
+                return False   # an edge came while the camera was awake: it is running
         self._ensure_stopped()
         self.pir.edge.clear()
         if self._has_trigger_waiting(mode):
             return True
-        self.clock.wait_for(self.pir.edge, self.operating.idle_timeout_s())
+        self.clock.wait_for(self.pir.edge, min(self.operating.idle_timeout_s(), self._to_reference_s(mode)))
         return True
+
+    def _reference_due(self) -> bool:
+        return self._to_reference_s(STANDBY) <= 0
+
+    def _to_reference_s(self, mode: str) -> float:
+        every = self.config.filter.reference_every_s
+        if mode != STANDBY or not every:
+            return float("inf")
+        if self._next_reference_ns is None:
+            self._next_reference_ns = self.clock.monotonic_ns() + int(every * NS)
+        return max(0.0, (self._next_reference_ns - self.clock.monotonic_ns()) / NS)
+
+    def _take_reference(self) -> None:
+        """Standby, the PIR quiet: wake the camera for a view of the empty
+        scene (the older view the next event's first frame is judged by),
+        its last frame after REFERENCE_SETTLE_S of settling."""
+        self._next_reference_ns = self.clock.monotonic_ns() + int(self.config.filter.reference_every_s * NS)
+        if self.pir.is_active:
+            return
+        self._ensure_running()
+        settle = max(1, round(REFERENCE_SETTLE_S * self.config.hardware.camera.frame_rate))
+        for _ in range(settle):
+            try:
+                frame = self.camera.next_frame()
+            except CaptureFailed as exc:
+                self._camera_failed(str(exc))
+                return
+            self.operating.observe_frame(frame)
+            lores, _ = frame.lores_y, frame.release()
+            if self.pir.has_pending():
+                return
+        self._older_views.add(self._night(), lores)
+        self.references_taken += 1
 
     def _has_trigger_waiting(self, mode: str) -> bool:
         return self._timer_pending or (mode == STANDBY and self.pir.has_pending())
