@@ -37,7 +37,7 @@ from trapd.clock import RealtimeClock, VirtualClock
 from trapd.config import Config
 from trapd.daemon import Daemon, Hardware, build_trap, close_trap
 from trapd.sensors import Sensors
-from trapd.trap import EventReport
+from trapd.event import EventReport
 
 log = logging.getLogger(__name__)
 

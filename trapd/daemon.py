@@ -26,7 +26,8 @@ from trapd.operating import Operating
 from trapd.sensors import Sensors
 from trapd.status_led import StatusLed
 from trapd.storage import Store
-from trapd.trap import EventReport, Trap
+from trapd.event import EventReport
+from trapd.trap import Trap
 from trapd.trigger import PirTrigger
 from trapd.watchdog import Watchdog, watchdog_interval_ns
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from dataclasses import dataclass, field
 from typing import Callable
 
 from trapd.burst_filter import BurstFilter, OlderViews
+from trapd.event import EventInFlight, EventReport, FrameOutcome, UndecidedFrame
 from trapd.camera import RETRY_WAIT_STEP_S, Camera, Frame, FrameRing, LentMain
 from trapd.clock import Clock
 from trapd.config import CAMERA_FREE_BUFFERS, Config
@@ -25,8 +25,8 @@ from trapd.metadata import CaptureInfo, StationInfo, build_exif, build_xmp, loca
 from trapd.moon import moon_phase
 from trapd.motion import MotionFilter
 from trapd.operating import IDLE, STANDBY, Operating
-from trapd.sensors import SensorReadings, Sensors
-from trapd.storage import EventRecord, FrameRecord, Store
+from trapd.sensors import Sensors
+from trapd.storage import FrameRecord, Store
 from trapd.timekeeping import WallClockWatch
 from trapd.trigger import TIMER, PirTrigger, Trigger
 from trapd.writer import FrameWriter, Written, YuvCopy
@@ -37,75 +37,6 @@ NS = 1_000_000_000
 # A standby reference wake-up lets the camera settle (exposure, lamp) this long.
 REFERENCE_SETTLE_S = 1.0
 CAPTURE_METHOD = {"pir": "activityDetection", "manual": "activityDetection", "timer": "timeLapse"}
-
-
-@dataclass(frozen=True)
-class FrameOutcome:
-    sensor_timestamp_ns: int
-    score: float
-    kept: bool
-    pre_trigger: bool
-    file: str | None
-    arrived_ns: int | None = None   # when the capture thread received the frame
-    stored_ns: int | None = None    # when its file was durable (None: not saved)
-    reference: str = "pre-trigger"  # what the filter judged it by (MotionResult.reference)
-
-
-@dataclass
-class EventReport:
-    event_id: str
-    trigger: str
-    trigger_ns: int
-    frames: list[FrameOutcome] = field(default_factory=list)
-    note: str | None = None
-
-    def line(self) -> str:
-        kept = sum(f.kept for f in self.frames)
-        saved = sum(f.file is not None for f in self.frames)
-        text = (f"event {self.event_id} {self.trigger}: {len(self.frames)} frames, "
-                f"{kept} kept, {saved} saved")
-        return text + (f" ({self.note})" if self.note else "")
-
-
-class _Event:
-    """Bookkeeping for the event in progress."""
-
-    def __init__(self, record: EventRecord, trigger: Trigger, frames_due: int,
-                 readings: SensorReadings, clock_synced: bool | None) -> None:
-        self.record = record
-        self.readings = readings
-        self.clock_synced = clock_synced
-        self.trigger = trigger
-        self.frames_due = frames_due
-        self.next_frame_ns = trigger.t_monotonic_ns
-        self.last_edge_ns = trigger.t_monotonic_ns
-        self.sequence = 0
-        self.frames_taken = 0   # post-edge frames submitted (pre-trigger ones excluded)
-        self.report = EventReport(record.event_id, trigger.source, trigger.t_monotonic_ns)
-        self.ended = False
-        self.note: str | None = None
-        self.tail = 0           # frames left before closing, after the burst
-        # With no background from before the trigger (standby, or just started)
-        # the burst judges itself; frames whose decision waits for the next one.
-        self.burst: BurstFilter | None = None
-        self.undecided: list[_Undecided] = []
-
-
-@dataclass
-class _Undecided:
-    """A frame scored but not yet submitted: what its record needs."""
-    frame: Frame
-    sequence: int
-    pre_trigger: bool
-    forced: bool            # kept whatever the filter says
-    arrived_ns: int | None
-    image: YuvCopy | None = None
-
-    def hold(self) -> None:
-        """Its decision waits for the next frame: copy it out of the camera buffer."""
-        if self.image is None:
-            self.image = YuvCopy.of(self.frame)
-            self.frame.release()
 
 
 def held_buffers(config: Config, buffers: int) -> int:
@@ -133,8 +64,8 @@ class Trap:
         self.clock = clock
         self.on_event = on_event
         self.sensors = sensors or Sensors()
-        self._event: _Event | None = None
-        self._closing: list[_Event] = []     # ended, waiting for their frames to be written
+        self._event: EventInFlight | None = None
+        self._closing: list[EventInFlight] = []     # ended, waiting for their frames to be written
         self._timer_pending = False
         self.operating = operating or Operating(config, camera, clock, self.sensors)
         self.writer = writer or FrameWriter(store.save_file, clock.monotonic_ns)
@@ -358,7 +289,7 @@ class Trap:
                                        clock_synced, self._wall_jump_ns)
         self._wall_jump_ns = 0
         timer = trigger.source == TIMER
-        self._event = _Event(record, trigger, 1 if timer else self.config.burst.frames,
+        self._event = EventInFlight(record, trigger, 1 if timer else self.config.burst.frames,
                              self.sensors.read(), clock_synced)
         self.operating.event_started()
         pre_trigger = [] if timer else self._ring.take_before(trigger.t_monotonic_ns)
@@ -441,7 +372,7 @@ class Trap:
                   or (self.config.filter.keep_first_post_trigger and first_post))
         if not pre_trigger:
             event.frames_taken += 1
-        waiting = _Undecided(frame, event.sequence, pre_trigger, forced,
+        waiting = UndecidedFrame(frame, event.sequence, pre_trigger, forced,
                              getattr(frame, "arrived_ns", None))
         if event.burst is None:
             # The camera frame just before this one (not stored, it is in the ring):
@@ -459,7 +390,7 @@ class Trap:
         for result in results:
             self._submit(self._event.undecided.pop(0), result)
 
-    def _submit(self, waiting: _Undecided, result) -> None:
+    def _submit(self, waiting: UndecidedFrame, result) -> None:
         event, frame = self._event, waiting.frame
         keep = result.keep or waiting.forced
         record = FrameRecord(
@@ -534,7 +465,7 @@ class Trap:
         self._marker_pending(event)
         self._collect_written()
 
-    def _marker_pending(self, event: _Event) -> None:
+    def _marker_pending(self, event: EventInFlight) -> None:
         """A place in the writer's order: all the event's frames are indexed before it."""
         self.writer.submit(None, 0, None, None, lambda _: setattr(event, "ended", True))
 
