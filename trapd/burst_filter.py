@@ -56,13 +56,12 @@ OLDER_VIEW_MAX_CHANGED = 0.02
 # A pixel's structure changed when this many of its 8 comparisons changed
 # (a full flip, brighter <-> darker, counts 2, a sign from or to "even" 1).
 CHANGED_COMPARISONS = 6
-BITS_SET = np.array([bin(i).count("1") for i in range(256)], np.uint8)
 # Or when its brightness changed by more than this many pixel_threshold
 # (after the overall level is matched), against every frame compared.
 BRIGHTNESS_MARGIN = 2.0
 # Frames of the event a frame is compared with (the newest; in the trap the
 # camera frames between burst frames count too).
-CONTEXT_FRAMES = 6
+CONTEXT_FRAMES = 4
 # A data bar (time, temperature, logo) printed at the top or bottom of camera
 # trap photos: a band of rows at one level, ending within this share of the height.
 DATA_BAR_MAX_SHARE = 0.12
@@ -78,9 +77,9 @@ class _Frame:
         self.level = float(np.median(smoothed[::4, ::4])) + 1   # its overall brightness
         self.result: MotionResult | None = None
         self.body: tuple[int, int, int, int] | None = None
-        self._codes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._codes: dict[int, np.ndarray] = {}
 
-    def codes(self, dead_band: int) -> tuple[np.ndarray, np.ndarray]:
+    def codes(self, dead_band: int) -> np.ndarray:
         if dead_band not in self._codes:
             self._codes[dead_band] = census(self.smoothed, dead_band)
         return self._codes[dead_band]
@@ -107,6 +106,7 @@ class BurstFilter:
         self._judged: _Frame | None = None      # the frame judged last
         self._pending: _Frame | None = None
         self._after_pending: list[_Frame] = []
+        self._dead_band: int | None = None
 
     def observe(self, lores_y: np.ndarray) -> None:
         if not self.config.enabled:
@@ -176,7 +176,7 @@ class BurstFilter:
         """Kept if, over a body-sized patch, its structure is found in none of
         the other frames of the event (swaying leaves and dancing sun flecks
         come back to where they were; a body moves on)."""
-        score, bbox, changed, mask = self._change(frame, others, self._dead_band_for(frame, others[-1]))
+        score, bbox, changed, mask = self._change(frame, others, self._event_dead_band(frame, others))
         keep = score >= self.min_blob_fraction
         frame.body = bbox if keep else None
         return MotionResult(score, keep, bbox, changed, False, mask, reference=BURST)
@@ -184,7 +184,7 @@ class BurstFilter:
     def _still_there(self, frame: _Frame, previous: _Frame) -> bool:
         """Nothing changed where the body was in the frame judged before: it stands still."""
         x, y, w, h = previous.body
-        score, *_ = self._change(frame, [previous], self._dead_band_for(frame, previous),
+        score, *_ = self._change(frame, [previous], self._event_dead_band(frame, [previous]),
                                    np.s_[y:y + h, x:x + w])
         return score < self.min_blob_fraction
 
@@ -211,6 +211,15 @@ class BurstFilter:
         k = self.config.blur_px
         return cv2.GaussianBlur(lores_y, (k, k), 0)
 
+    def _event_dead_band(self, frame: _Frame, others: list[_Frame]) -> int:
+        """One dead band for the event (its noise does not change within it,
+        and each frame's census is then worked out once), from the first two
+        frames compared that were taken after the first: the camera may still
+        be settling its exposure in the very first frame."""
+        if self._dead_band is None:
+            self._dead_band = self._dead_band_for(*(others[-2:] if len(others) >= 2 else (frame, others[-1])))
+        return self._dead_band
+
     def _dead_band_for(self, a: _Frame, b: _Frame) -> int:
         threshold = self.config.pixel_threshold
         return round(min(max(threshold * DEAD_BAND_PER_THRESHOLD,
@@ -221,12 +230,10 @@ class BurstFilter:
         """Densest body-sized patch (within `region`) where the frame's
         structure differs from every one of `others`, as a fraction of the
         frame; its window; the share of the region changed; the change mask."""
-        brighter, darker = frame.codes(dead_band)
+        code = frame.codes(dead_band)[region]
         least = None
         for other in others:
-            other_brighter, other_darker = other.codes(dead_band)
-            distance = cv2.add(cv2.LUT(brighter[region] ^ other_brighter[region], BITS_SET),
-                               cv2.LUT(darker[region] ^ other_darker[region], BITS_SET))
+            distance = np.bitwise_count(code ^ other.codes(dead_band)[region])
             least = distance if least is None else cv2.min(least, distance)
         changed = cv2.compare(least, CHANGED_COMPARISONS, cv2.CMP_GE) & 1
         changed |= self._brightness_changed(frame, others, region)
@@ -241,10 +248,11 @@ class BurstFilter:
         return score * mask.size / whole, bbox, count / mask.size, mask
 
 
-def census(smoothed: np.ndarray, dead_band: int) -> tuple[np.ndarray, np.ndarray]:
+def census(smoothed: np.ndarray, dead_band: int) -> np.ndarray:
     """Per pixel, which of its 8 neighbours are brighter by more than
-    `dead_band` (bits of the first array) and which darker (the second); the
-    border compares with the edge pixel."""
+    `dead_band` (the low byte's bits) and which darker (the high byte's); the
+    border compares with the edge pixel. Two pixels' codes differ in as many
+    bits as comparisons changed (a flip, brighter <-> darker, in two)."""
     padded = cv2.copyMakeBorder(smoothed, 2, 2, 2, 2, cv2.BORDER_REPLICATE)
     height, width = smoothed.shape
     brighter = np.zeros((height, width), np.uint8)
@@ -253,7 +261,7 @@ def census(smoothed: np.ndarray, dead_band: int) -> tuple[np.ndarray, np.ndarray
         neighbour = padded[2 + dy:2 + dy + height, 2 + dx:2 + dx + width]
         brighter |= cv2.compare(cv2.subtract(neighbour, smoothed), dead_band, cv2.CMP_GT) & (1 << i)
         darker |= cv2.compare(cv2.subtract(smoothed, neighbour), dead_band, cv2.CMP_GT) & (1 << i)
-    return brighter, darker
+    return brighter | (darker.astype(np.uint16) << 8)
 
 
 def _noise_sigma(a: np.ndarray, b: np.ndarray) -> float:
