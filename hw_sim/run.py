@@ -17,6 +17,7 @@ is logged and ignored: the simulator has no config file to reload.
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 import logging
 import signal
 import tempfile
@@ -85,9 +86,8 @@ class SimRun:
         frame = {"sensor_timestamp_ns": f.sensor_timestamp_ns, "score": f.score,
                  "kept": f.kept, "pre_trigger": f.pre_trigger,
                  "truth": self.scene.truth(f.sensor_timestamp_ns), "file": f.file,
-                 "arrived_ns": f.arrived_ns, "stored_ns": f.stored_ns}
-        if hasattr(f, "reference"):      # which reference judged the frame (trapd.trap)
-            frame["reference"] = f.reference
+                 "arrived_ns": f.arrived_ns, "stored_ns": f.stored_ns,
+                 "reference": f.reference}   # what the filter judged it by
         if isinstance(self.scene, FootageScene):
             index = self.scene.frame_index(f.sensor_timestamp_ns)
             frame["footage_frame"] = index
@@ -111,6 +111,8 @@ class SimRun:
             "empty_frames": len(empty),
             "empty_frames_dropped": sum(not f["kept"] for f in empty),
             "unlabelled_frames": sum(f["truth"] == "unlabelled" for f in frames),
+            # how each frame was judged (trapd.motion.MotionResult.reference)
+            "frames_by_reference": dict(Counter(f["reference"] for f in frames)),
             "animal_events": len(animal_events),
             "animal_events_lost": len(lost),
             "animal_passes": len(passes),

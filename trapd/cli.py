@@ -258,6 +258,10 @@ def _print_summary(report: dict) -> None:
         print(f"  unlabelled frames (not scored) {s['unlabelled_frames']}")
     print(f"  animal events lost   {s['animal_events_lost']}/{s['animal_events']}")
     print(f"  animal passes with a stored image {s['animal_passes_stored']}/{s['animal_passes']}")
+    by = dict(s["frames_by_reference"])
+    unjudged = by.pop("none", 0)
+    judged = ", ".join(f"{n} {reference}" for reference, n in sorted(by.items()))
+    print(f"  frames judged by     {judged or '-'}; {unjudged} kept with nothing to judge them by")
     print(f"images are in {Path(report['storage_root']).resolve() / 'images'}")
 
 
