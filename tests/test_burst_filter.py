@@ -2,11 +2,13 @@
 judged by the burst itself and an older view of the empty scene, on the team's
 real footage and in a standby simulator scenario."""
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 
-from conftest import make_config, require_shared
+from conftest import exiftool_tags, make_config, require_shared
 from hw_sim.run import run_scenario
 from hw_sim.scenario import load_scenario
 from trapd.burst_filter import BURST, BurstFilter, data_bar
@@ -82,6 +84,12 @@ def test_standby_scenario_runs_with_the_camera_off_and_drops_most_empty_frames(s
     assert summary["frames_by_reference"].get("burst", 0) > len(frames) / 2   # the burst judged itself
     assert summary["empty_frames"] > 40
     assert summary["empty_frames_dropped"] >= 0.80 * summary["empty_frames"]
+
+
+def test_each_stored_standby_image_says_what_judged_it(standby_run):
+    stored = [f for e in standby_run["events"] for f in e["frames"] if f["file"]]
+    tags = exiftool_tags(Path(standby_run["storage_root"]) / stored[0]["file"])
+    assert tags["XMP-trap:FilterReference"] == stored[0]["reference"] == "burst"
 
 
 def test_standby_scenario_loses_no_animal_pass(standby_run):
