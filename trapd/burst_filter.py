@@ -112,6 +112,8 @@ class BurstFilter:
         if not self.config.enabled:
             return
         frame = self._frame(lores_y)
+        if self._dead_band is not None:   # its census now, while the camera waits for the next burst frame
+            frame.codes(self._dead_band)
         if self._pending is not None:
             self._after_pending.append(frame)
         self._seen.append(frame)
