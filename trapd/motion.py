@@ -21,9 +21,9 @@ Pure numpy/OpenCV on the lores Y plane, no I/O. For each frame, in order:
    shake, sway, shimmer) is not a body;
 8. a body is there in the camera frame just before too; a flicker is not.
 
-With no background (no frame of the empty scene before the trigger) nothing
-can be judged, and every frame is kept: a lost animal costs more than an
-empty frame.
+With no background (no frame of the empty scene before the trigger: standby,
+or the trap just started) the event is judged by trapd.burst_filter instead;
+`score` then keeps every frame (reference "none").
 """
 
 from __future__ import annotations
