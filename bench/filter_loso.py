@@ -44,17 +44,9 @@ from pathlib import Path
 import numpy as np
 
 from trapd.config import Config, load_config, load_config_with
+from filter_baselines import DEFAULT_SHARED, SETS
 from trapd.evaluate import evaluate, load_lores_y, read_manifest
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_SHARED = REPO.parent / "shared"
-# Short name -> manifest under SHARED/data, in the order the tables are printed.
-SETS = {
-    "camtrap": "camtrap/eval-manifest.csv",
-    "stills": "footage/camtrap-stills.csv",
-    "thermal": "footage/thermal.csv",
-    "thermal-clips": "footage/thermal-animal-clips.csv",
-}
 # Sets whose animal frames are scored per sequence only, not per frame: the
 # footage README says so for thermal-animal-clips.csv (an animal may be still
 # or out of view inside a clip labelled animal throughout).
