@@ -24,6 +24,7 @@ def _load(name):
     return module
 
 
+_load("filter_baselines")   # the others import it, as a script's folder would provide
 loso = _load("filter_loso")
 ablation = _load("filter_ablation")
 
