@@ -482,7 +482,7 @@ def _sync(args) -> int:
     finally:
         db.close()
         store.close()
-    return _report(result)
+    return _report(result) or (EXIT_PROBLEMS if result.store_problem else EXIT_OK)
 
 
 def _retime(args) -> int:

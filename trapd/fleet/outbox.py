@@ -8,6 +8,7 @@ message is processed exactly once.
 
 `upload_state` records per image the object key, the multipart UploadId
 (saved before the first part is sent) and when a HEAD verified the object.
+`sync_set_aside` lists images sync skips (damaged or missing on the card), and why.
 `sync_bytes` counts bytes sent per local day for the byte budget.
 
 The outbox opens its own connection; an INSERT is the only thing the capture
@@ -43,6 +44,11 @@ CREATE TABLE IF NOT EXISTS upload_state (
     size_bytes INTEGER NOT NULL,
     upload_id TEXT,
     verified_ns INTEGER
+);
+CREATE TABLE IF NOT EXISTS sync_set_aside (
+    media_id TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    set_aside_ns INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS sync_bytes (
     day TEXT PRIMARY KEY,
@@ -145,6 +151,7 @@ class FleetDb:
                 " JOIN events e ON e.number = f.event_number"
                 " LEFT JOIN upload_state u ON u.media_id = f.media_id"
                 f" WHERE f.file IS NOT NULL AND f.state IN ({marks}) AND u.verified_ns IS NULL"
+                " AND f.media_id NOT IN (SELECT media_id FROM sync_set_aside)"
                 " ORDER BY f.event_number DESC, f.sequence LIMIT ?", (*states, limit))
             cursor.row_factory = sqlite3.Row
             return cursor.fetchall()
@@ -155,6 +162,13 @@ class FleetDb:
             "SELECT COUNT(*) FROM frames f LEFT JOIN upload_state u ON u.media_id = f.media_id"
             f" WHERE f.file IS NOT NULL AND f.state IN ({marks}) AND u.verified_ns IS NULL",
             states).fetchone()[0]
+
+    def set_aside(self, media_id: str, reason: str, now_ns: int) -> None:
+        self._run("INSERT OR REPLACE INTO sync_set_aside (media_id, reason, set_aside_ns)"
+                  " VALUES (?, ?, ?)", (media_id, reason, now_ns))
+
+    def set_aside_count(self) -> int:
+        return self._run("SELECT COUNT(*) FROM sync_set_aside").fetchone()[0]
 
     def bytes_sent(self, day: str) -> int:
         row = self._run("SELECT bytes FROM sync_bytes WHERE day = ?", (day,)).fetchone()

@@ -33,7 +33,7 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Callable
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError, SSLError
 
 from trapd.config import Config
 from trapd.fleet.outbox import FleetDb
@@ -48,17 +48,32 @@ BATCH = 200          # images looked at per run; the next run takes the rest
 NS = 1_000_000_000
 
 
+# Store answers that stop the whole run (every image would get the same), by error code.
+CREDENTIALS_REFUSED = ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch")
+STORE_FAILING = ("InternalError", "ServiceUnavailable", "SlowDown", "500", "502", "503", "504",
+                 "507", "InsufficientStorage", "XMinioStorageFull", "EntityTooLarge", "QuotaExceeded")
+
+
+class CardImageProblem(Exception):
+    """This image cannot be sent: missing or damaged on the card. It is set aside
+    (sync_skipped), the others go on."""
+
+
 @dataclass
 class SyncResult:
     uploaded: int = 0
     already_there: int = 0
     bytes_sent: int = 0
+    skipped: int = 0           # images set aside this run (damaged or missing on the card)
     stopped: str | None = None
+    store_problem: bool = False    # stopped because of the store or the link, not a policy
     problems: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         text = (f"sync: {self.uploaded} images uploaded and verified "
                 f"({self.bytes_sent / MB:.1f} MB), {self.already_there} already in the store")
+        if self.skipped:
+            text += f", {self.skipped} set aside (damaged or missing on the card)"
         return text + (f"; stopped: {self.stopped}" if self.stopped else "")
 
 
@@ -82,9 +97,36 @@ def in_windows(windows: tuple, local: datetime) -> bool:
     return False
 
 
-def _denied(exc: ClientError) -> bool:
-    error = exc.response.get("Error", {}).get("Code")
-    return error in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch")
+def run_stopper(exc: Exception, endpoint: str | None, bucket: str) -> str | None:
+    """One line naming why the store cannot take any image now, or None when
+    the error concerns this image only."""
+    where = endpoint or "the store"
+    if isinstance(exc, SSLError):
+        return f"TLS to {where} failed (check fleet.sync.ca_file and the store's certificate): {exc}"
+    if isinstance(exc, BotoCoreError):
+        return f"store unreachable at {where} ({type(exc).__name__}: {exc})"
+    if not isinstance(exc, ClientError):
+        return None
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    if code == "NoSuchBucket":
+        return f"bucket {bucket} does not exist at {where}"
+    if code == "RequestTimeTooSkewed":
+        return (f"this trap's clock differs from {where}'s by more than the store allows "
+                f"(request signing): set the clock")
+    if code in ("InvalidAccessKeyId",):
+        return f"{where} does not know this station's access key (fleet.sync.credentials_file)"
+    if code == "SignatureDoesNotMatch":
+        return f"{where} rejects this station's secret key (fleet.sync.credentials_file)"
+    if code in CREDENTIALS_REFUSED:
+        # SeaweedFS answers AccessDenied, not NoSuchBucket, to a key without rights on a
+        # bucket that does not exist: the trap cannot tell the two apart.
+        return (f"the store refused this station's credentials for bucket {bucket} ({code}): "
+                f"check that the bucket exists and that this key may write to it")
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    if code in STORE_FAILING or status >= 500:
+        return f"the store is failing or full ({code or status}): paused"
+    return None
 
 
 class Syncer:
@@ -132,22 +174,46 @@ class Syncer:
                 break
             try:
                 self._sync_frame(frame, result)
-            except (ClientError, OSError) as exc:
+            except CardImageProblem as exc:
+                self._set_aside(frame, str(exc), result)
+            except (ClientError, BotoCoreError) as exc:
+                exc = self._explained(exc, frame)
+                stopper = run_stopper(exc, self.sync.endpoint_url, self.sync.bucket)
+                if stopper:
+                    result.stopped, result.store_problem = stopper, True
+                    break
                 result.problems.append(f"{frame['file']}: {exc}")
                 log.warning("sync of %s failed: %s", frame["file"], exc)
-                if not isinstance(exc, ClientError) or _denied(exc):
-                    result.stopped = "the store refused this station's credentials" \
-                        if isinstance(exc, ClientError) else "card read error"
-                    break
-        if result.uploaded or result.stopped or result.problems:
-            log.info(result.summary())
         return result
+
+    def _explained(self, exc: Exception, frame) -> Exception:
+        """A HEAD's refusal has no body, so no S3 error code (a missing bucket, a
+        skewed clock and a wrong key all read "403"): the same question as a
+        one-byte GET gets the store's own code."""
+        if not isinstance(exc, ClientError) or exc.operation_name != "HeadObject":
+            return exc
+        try:
+            self.s3.get_object(Bucket=self.sync.bucket, Key=object_key(self.config.fleet.project, frame),
+                               Range="bytes=0-0")
+        except (ClientError, BotoCoreError) as detailed:
+            return detailed
+        return exc
+
+    def _set_aside(self, frame, why: str, result: SyncResult) -> None:
+        """A damaged or missing image never blocks the others: marked, reported, skipped."""
+        self.db.set_aside(frame["media_id"], why, self.wall_ns())
+        result.skipped += 1
+        result.problems.append(f"{frame['file']}: {why}")
+        log.warning("sync: %s set aside: %s", frame["file"], why)
 
     def _sync_frame(self, frame, result: SyncResult) -> None:
         key = object_key(self.config.fleet.project, frame)
-        original = path_inside(self.store.root, frame["file"]).read_bytes()
+        try:
+            original = path_inside(self.store.root, frame["file"]).read_bytes()
+        except OSError as exc:
+            raise CardImageProblem(f"cannot read it from the card ({exc.strerror or exc})") from None
         if hashlib.sha256(original).hexdigest() != frame["sha256"]:
-            raise OSError("card copy does not match its index checksum; not uploaded")
+            raise CardImageProblem("the card copy does not match its index checksum (damaged)")
         try:
             body = publishable(original, self.config.station.location.publish)
         except NotPublishable as exc:

@@ -55,7 +55,8 @@ def status_payload(station_id: str, online: bool, firmware: str, wall_ns: int | 
 
 
 def heartbeat_payload(station_id: str, firmware: str, wall_ns: int, store_status: dict,
-                      queue_depth: int, readings=None, clock_synced: bool | None = None) -> dict:
+                      queue_depth: int, readings=None, clock_synced: bool | None = None,
+                      sync: dict | None = None) -> dict:
     last = store_status.get("last_event") or {}
     return {
         "schema": SCHEMA_VERSION, "type": "heartbeat", "station": station_id,
@@ -68,6 +69,8 @@ def heartbeat_payload(station_id: str, firmware: str, wall_ns: int, store_status
         # Faults the trap is outliving (trapd/health.py): state -> why; {} = healthy.
         "degraded": {state: about.get("why") for state, about
                      in (store_status.get("degraded") or {}).items()},
+        # Image sync: paused (why) or None, failed attempts in a row, images set aside.
+        "sync": sync,
     }
 
 

@@ -15,6 +15,7 @@ from typing import Callable
 
 from trapd.config import Config
 from trapd.fleet.outbox import FleetDb
+from trapd.fleet.pacing import SyncPacing
 from trapd.fleet.secrets import FleetError
 from trapd.fleet.telemetry import Telemetry, event_payload, heartbeat_payload, topic
 from trapd.storage import Store
@@ -30,7 +31,8 @@ class FleetWorker:
     def __init__(self, config: Config, storage_root: str, syncer=None, telemetry: Telemetry | None = None,
                  readings: Callable[[], object] = lambda: None,
                  wall_ns: Callable[[], int] = time.time_ns,
-                 clock_synced: Callable[[], bool | None] = kernel_clock_synchronised) -> None:
+                 clock_synced: Callable[[], bool | None] = kernel_clock_synchronised,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.station_id = config.station.station_id
         self.db = FleetDb(storage_root)
@@ -41,6 +43,10 @@ class FleetWorker:
         self.readings = readings
         self.wall_ns = wall_ns
         self.clock_synced = clock_synced
+        self.monotonic = monotonic
+        self.pacing = SyncPacing(config.fleet.sync.interval_s)
+        self._next_heartbeat = self._next_sync = 0.0
+        self._problems_said: set[str] = set()
         self._stop = threading.Event()
         self._heartbeat_now = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="trapd-fleet", daemon=True)
@@ -57,7 +63,7 @@ class FleetWorker:
     def queue_heartbeat(self) -> str:
         payload = heartbeat_payload(self.station_id, FIRMWARE_VERSION, self.wall_ns(),
                                     self.store.status(), self._queue_depth(), self.readings(),
-                                    self.clock_synced())
+                                    self.clock_synced(), self.sync_state())
         return self.db.enqueue(self.station_id, topic(self.station_id, "heartbeat"), payload,
                                self.wall_ns())
 
@@ -83,8 +89,6 @@ class FleetWorker:
         self.store.close()
 
     def _loop(self) -> None:
-        self._next_heartbeat = self._next_sync = 0.0
-        self._problems_said: set[str] = set()
         while not self._stop.is_set():
             if self.telemetry:
                 self._guarded(self._telemetry_step)
@@ -104,7 +108,7 @@ class FleetWorker:
             log.exception("fleet: drainer error; retrying")
 
     def _telemetry_step(self) -> None:
-        now = time.monotonic()
+        now = self.monotonic()
         if now >= self._next_heartbeat or self._heartbeat_now.is_set():
             self._heartbeat_now.clear()
             self.queue_heartbeat()
@@ -112,16 +116,25 @@ class FleetWorker:
         self.telemetry.drain(timeout_s=5.0)
 
     def _sync_step(self) -> None:
-        now = time.monotonic()
+        now = self.monotonic()
         if now < self._next_sync:
             return
-        retry_s = self.config.fleet.sync.interval_s
+        # Due again after interval_s whatever happens below (a key file that cannot be
+        # read, an error nobody expected): never a retry on every tick.
+        self._next_sync = now + self.config.fleet.sync.interval_s
         if self.syncer is None:
-            self._next_sync = now + retry_s       # if building fails, try again after interval_s
             self.syncer = self.make_syncer()
-        result = self.syncer.run_once()
-        # Link good: look again next tick. Stopped or failing: wait interval_s.
-        self._next_sync = time.monotonic() + (retry_s if result.stopped or result.problems else 0)
+        try:
+            result = self.syncer.run_once()
+        except (FleetError, OSError, ValueError, RuntimeError) as exc:
+            self._next_sync = self.pacing.after_error(exc, self.monotonic())
+            return
+        self._next_sync = self.pacing.after_run(result, self.monotonic())
+
+    def sync_state(self) -> dict:
+        """For the heartbeat: paused (and why) or not, images set aside."""
+        return {"paused": self.pacing.paused, "failed_attempts": self.pacing.failures,
+                "set_aside": self.db.set_aside_count()}
 
 
 def start_fleet(config: Config, trap,
