@@ -69,7 +69,7 @@ def station_config(station: str, root: Path, broker: Mosquitto, s3: SeaweedS3, c
                      "telemetry": {"broker_url": broker.url, "ca_file": str(broker.ca.ca),
                                    "cert_file": str(cert), "key_file": str(key),
                                    "heartbeat_interval_s": HEARTBEAT_S, "max_inflight": 10},
-                     "sync": {"enabled": True, "endpoint_url": s3.endpoint, "bucket": BUCKET,
+                     "sync": {"enabled": True, "endpoint_url": s3.endpoint, "allow_insecure": True, "bucket": BUCKET,
                               "credentials_file": str(credentials), "interval_s": 10}}
     return parse_config(yaml.safe_dump(data))
 

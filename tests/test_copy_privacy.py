@@ -153,7 +153,7 @@ def test_synced_copies_hold_no_more_than_publish(sim_queue, s3_store, tmp_path, 
         "station": {"location": {"publish": publish}},
         "storage": {"root": str(storage)},
         "fleet": {"enabled": True, "project": PROJECT, "sync": {
-            "enabled": True, "endpoint_url": s3_store.endpoint, "bucket": BUCKET,
+            "enabled": True, "endpoint_url": s3_store.endpoint, "allow_insecure": True, "bucket": BUCKET,
             "credentials_file": str(s3_store.credentials_file(station, tmp_path / "s3.cred"))}}})
     store = Store(storage, 0, recover=False)
     fleet = FleetDb(storage)

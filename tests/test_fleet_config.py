@@ -45,3 +45,24 @@ def test_sync_needs_a_credentials_file():
     data["fleet"] = {"sync": {"enabled": True}}
     with pytest.raises(ConfigError, match="fleet.sync.credentials_file"):
         parse_config(yaml.safe_dump(data))
+
+
+def test_plaintext_links_are_refused_unless_allowed_and_then_warned_about(tmp_path):
+    data = shipped_config_dict()
+    data["fleet"] = {"enabled": True, "telemetry": {"broker_url": "mqtt://broker:1883"},
+                     "sync": {"enabled": True, "endpoint_url": "http://store:8333",
+                              "credentials_file": "/etc/trapd/s3.cred"}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    refused = trapd("check-config", path, check=False)
+    assert refused.returncode != 0
+    for key, scheme in (("fleet.telemetry.broker_url", "mqtts://"), ("fleet.sync.endpoint_url", "https://")):
+        line = next(l for l in refused.stdout.splitlines() if key in l)
+        assert line.split(":")[1].isdigit() and scheme in line and "allow_insecure" in line
+
+    data["fleet"]["telemetry"]["allow_insecure"] = data["fleet"]["sync"]["allow_insecure"] = True
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    allowed = trapd("check-config", path)
+    warnings = [l for l in allowed.stdout.splitlines() if l.startswith("warning:")]
+    assert len(warnings) == 2 and all("not encrypted" in w for w in warnings)
+

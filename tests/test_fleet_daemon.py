@@ -30,7 +30,7 @@ def test_an_event_reaches_the_broker_and_its_images_the_store(bench, broker, s3_
     fleet = {"enabled": True, "project": PROJECT,
              "telemetry": {"broker_url": broker.url, "ca_file": str(broker.ca.ca),
                            "cert_file": str(cert), "key_file": str(key)},
-             "sync": {"enabled": True, "endpoint_url": s3_store.endpoint, "bucket": BUCKET,
+             "sync": {"enabled": True, "endpoint_url": s3_store.endpoint, "allow_insecure": True, "bucket": BUCKET,
                       "credentials_file": str(s3_store.credentials_file(STATION, tmp_path / "s3.cred"))}}
     b = bench(overrides={"fleet": fleet, "filter": {"enabled": False},
                          "station": {"deployment_id": deployment}})

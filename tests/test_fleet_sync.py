@@ -36,7 +36,7 @@ class FakeClock:
 def fleet_overrides(s3_store, tmp_path, station=STATION, **sync) -> dict:
     credentials = s3_store.credentials_file(station, tmp_path / f"s3-{station}.cred")
     return {"fleet": {"enabled": True, "project": PROJECT,
-                      "sync": {"enabled": True, "endpoint_url": s3_store.endpoint, "bucket": BUCKET,
+                      "sync": {"enabled": True, "endpoint_url": s3_store.endpoint, "allow_insecure": True, "bucket": BUCKET,
                                "credentials_file": str(credentials), **sync}}}
 
 

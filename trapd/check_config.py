@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trapd.config import DEFAULT_CONFIG_PATH, Config, load_config_lines
+from trapd.config_fleet import insecure_links
 from trapd.errors import ConfigError, StorageError
 
 MOUNTINFO = Path("/proc/self/mountinfo")
@@ -149,4 +150,7 @@ def check_config_main(path: str | None) -> int:
     print(deployment_on_card(config))
     for warning in storage_warnings(config, key_lines.get("storage.root"), shown):
         print(warning)
+    for link in insecure_links(config.fleet):
+        print(f"warning: {shown}: {link} is not encrypted (allow_insecure: true): anyone on the "
+              "network can read and alter what passes; use TLS in the field")
     return 0

@@ -44,13 +44,15 @@ class TelemetryConfig(_Section):
     key_file: str | None = _setting(_PATH_OR_NULL, None)
     heartbeat_interval_s: int = _setting(_integer(10, 86400, "seconds"), 900)
     max_inflight: int = _setting(_integer(1, 100, "messages"), 10)
+    # true lets broker_url be mqtt:// (no TLS: telemetry and identity in clear text).
+    allow_insecure: bool = _setting(_flag(), False)
 
     def validate(self) -> list[Problem]:
         if self.broker_url and self.broker_url.startswith("mqtts://"):
             return [Problem(name, None, None, "a file path: mqtts:// needs the CA, this trap's "
                             "certificate and its key") for name in ("ca_file", "cert_file", "key_file")
                     if getattr(self, name) is None]
-        return []
+        return _plaintext("broker_url", self.broker_url, "mqtt", self.allow_insecure)
 
 
 @dataclass(frozen=True)
@@ -72,11 +74,34 @@ class SyncConfig(_Section):
     # Stop syncing below this battery voltage; null = never stop for the battery.
     min_battery_v: float | None = _setting(_number(0, 60, "volts", nullable=True), None)
     interval_s: int = _setting(_integer(10, 86400, "seconds"), 300)
+    # true lets endpoint_url be http:// (no TLS: images and signed requests in clear text).
+    allow_insecure: bool = _setting(_flag(), False)
 
     def validate(self) -> list[Problem]:
+        problems = _plaintext("endpoint_url", self.endpoint_url, "http", self.allow_insecure)
         if self.enabled and self.credentials_file is None:
-            return [Problem("credentials_file", None, None, "a file path when sync is enabled")]
+            problems.append(Problem("credentials_file", None, None, "a file path when sync is enabled"))
+        return problems
+
+
+def _plaintext(key: str, url: str | None, scheme: str, allowed: bool) -> list[Problem]:
+    """A clear-text URL is a mistake unless allow_insecure says it is meant."""
+    if url is None or not url.startswith(scheme + "://") or allowed:
         return []
+    return [Problem(key, None, url, f"a {scheme}s:// URL (TLS): {scheme}:// sends everything in "
+                    f"clear text; set allow_insecure: true beside it only on a closed test network")]
+
+
+def insecure_links(fleet: "FleetConfig") -> list[str]:
+    """The clear-text links allow_insecure lets through, for check-config's warnings."""
+    if not fleet.enabled:
+        return []
+    found = []
+    if fleet.telemetry.broker_url and fleet.telemetry.broker_url.startswith("mqtt://"):
+        found.append(f"fleet.telemetry.broker_url {fleet.telemetry.broker_url}")
+    if fleet.sync.enabled and fleet.sync.endpoint_url and fleet.sync.endpoint_url.startswith("http://"):
+        found.append(f"fleet.sync.endpoint_url {fleet.sync.endpoint_url}")
+    return found
 
 
 @dataclass(frozen=True)

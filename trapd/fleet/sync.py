@@ -330,6 +330,9 @@ def s3_client(config: Config, clock_synced: Callable[[], bool | None] | None = N
         from trapd.fleet.secrets import FleetError
         raise FleetError("fleet.sync.credentials_file is not set in config.yaml: name the 0600 "
                          "file holding this station's S3 keys")
+    # TLS cannot check certificate dates on a clock that is not synchronised. Request
+    # signing (any endpoint) is checked by the store itself: RequestTimeTooSkewed is
+    # named as the clock (run_stopper).
     if sync.endpoint_url is None or sync.endpoint_url.startswith("https://"):
         require_synchronised_clock(*([clock_synced] if clock_synced else []), what="S3 over TLS")
     credentials = read_s3_credentials(sync.credentials_file)
