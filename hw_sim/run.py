@@ -57,6 +57,8 @@ class SimRun:
     # for a run that went to its end. Animal passes are scored up to there.
     stopped_by: str | None = None
     stopped_at_s: float | None = None
+    # With fleet.enabled: what the link had not delivered or synced when the run ended.
+    fleet: dict | None = None
 
     def report(self) -> dict:
         """The run as JSON-ready data, every frame scored against ground truth."""
@@ -64,7 +66,7 @@ class SimRun:
         return {"scenario": self.scenario.name, "storage_root": self.storage_root,
                 "power_mode": self.power_mode, "footage": self._footage_json(),
                 "stopped_by": self.stopped_by, "stopped_at_s": self.stopped_at_s,
-                "events": events, "summary": self._summary(events)}
+                "fleet": self.fleet, "events": events, "summary": self._summary(events)}
 
     def _footage_json(self) -> dict | None:
         footage = self.scenario.footage
@@ -129,6 +131,10 @@ class SimRun:
         return len(seen)
 
 
+# After the scenario, how long (real seconds) the fleet link may take to deliver what it queued.
+FLEET_SETTLE_S = 30.0
+
+
 def run_scenario(scenario: Scenario, config: Config, storage_root: str | None = None,
                  realtime: bool = False,
                  on_event: Callable[[EventReport], None] | None = None, debug=None,
@@ -161,15 +167,27 @@ def run_scenario(scenario: Scenario, config: Config, storage_root: str | None = 
         end_ns = start_ns + int(scenario.duration_s * NS)
         daemon = Daemon(None, config, trap)
         signals = _signals_end_the_run(daemon, run) if handle_signals else contextlib.nullcontext()
+        fleet = _start_fleet(config, trap, clock)
         try:
             with signals:
                 daemon.run(until=lambda: clock.monotonic_ns() >= end_ns)
             if run.stopped_by:
                 run.stopped_at_s = round((clock.monotonic_ns() - start_ns) / NS, 3)
         finally:
+            if fleet:
+                run.fleet = fleet.settle(FLEET_SETTLE_S)
             close_trap(trap)
             pin_factory.close()
     return run
+
+
+def _start_fleet(config: Config, trap, clock):
+    """fleet.enabled: the trap reports to the broker and store in its config, as
+    `trapd run` does (in real time, beside the simulated one)."""
+    if not config.fleet.enabled:
+        return None
+    from trapd.fleet.worker import start_fleet
+    return start_fleet(config, trap, clock_synced=clock.is_synchronised)
 
 
 @contextlib.contextmanager

@@ -229,6 +229,11 @@ def _sim(args) -> int:
         print(f"stopped by {run.stopped_by}: ran {run.stopped_at_s:g} s of "
               f"{scenario.duration_s:g} s, scored up to there")
     _print_summary(report)
+    if report["fleet"] is not None:
+        f = report["fleet"]
+        print(f"fleet: {f['messages_undelivered']} message(s) not delivered, "
+              f"{f['images_not_synced']} image(s) not synced ({f['images_set_aside']} set aside)"
+              + (f"; sync paused: {f['sync_paused']}" if f["sync_paused"] else ""))
     if report_path:
         _write_output(report_path, json.dumps(report, indent=1), "report")
         print(f"report written to {report_path}")

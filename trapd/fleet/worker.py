@@ -77,6 +77,21 @@ class FleetWorker:
         self._thread.start()
         return self
 
+    def settle(self, timeout_s: float) -> dict:
+        """Wait (real time) until every queued message is delivered and every
+        image synced, or `timeout_s`; then stop. What is left, for a report."""
+        from trapd.storage import ON_CARD
+        deadline = time.monotonic() + timeout_s
+        self._heartbeat_now.set()
+        while time.monotonic() < deadline and (self.db.outbox_depth() or (
+                self.make_syncer and self.db.unsynced_count(ON_CARD) - self.db.set_aside_count() > 0)):
+            self._stop.wait(0.2)
+        left = {"messages_undelivered": self.db.outbox_depth(),
+                "images_not_synced": self.db.unsynced_count(ON_CARD),
+                "images_set_aside": self.db.set_aside_count(), "sync_paused": self.pacing.paused}
+        self.stop()
+        return left
+
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
         self._thread.join(timeout_s)
