@@ -223,3 +223,30 @@ def test_the_heartbeat_names_the_faults_the_trap_is_outliving(tmp_path):
     assert heartbeat_payload(STATION, "test", 0, reader.status(), 0)["degraded"] == {}
     reader.close()
     daemon_store.close()
+
+
+def test_a_certificate_for_another_station_is_refused_before_connecting(broker, tmp_path):
+    cert, key = broker.ca.client("TRAP-B")
+    config = TelemetryConfig(broker_url=broker.url, ca_file=str(broker.ca.ca), cert_file=str(cert),
+                             key_file=str(key))
+    link = Telemetry(STATION, config, FleetDb(tmp_path), "test", clock_synced=lambda: True)
+    with pytest.raises(FleetError, match=f"issued to 'TRAP-B', not to this station '{STATION}'"):
+        link.connect()
+    assert f"New client connected from" not in broker.log_text()
+    link.db.close()
+
+
+def test_check_config_compares_the_certificate_with_the_station(broker, tmp_path):
+    import yaml
+
+    from conftest import config_dict, trapd
+
+    cert, key = broker.ca.client("TRAP-B")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config_dict(tmp_path, {"fleet": {"enabled": True, "telemetry": {
+        "broker_url": broker.url, "ca_file": str(broker.ca.ca), "cert_file": str(cert),
+        "key_file": str(key)}}})))
+    result = trapd("check-config", path, check=False)
+    assert result.returncode == 1
+    line = next(l for l in result.stdout.splitlines() if "fleet.telemetry.cert_file" in l)
+    assert line.split(":")[1].isdigit() and "issued to 'TRAP-B'" in line

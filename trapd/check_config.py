@@ -134,6 +134,22 @@ def deployment_on_card(config: Config) -> str:
     return text + (f"; earlier on this card: {', '.join(others)}" if others else "")
 
 
+def identity_problem(config: Config, line: int | None, source: str) -> str | None:
+    """The telemetry certificate names another station (or cannot be read), when
+    the fleet would use it; None when it is this station's."""
+    telemetry = config.fleet.telemetry
+    if not (config.fleet.enabled and telemetry.cert_file and telemetry.broker_url
+            and telemetry.broker_url.startswith("mqtts://")):
+        return None
+    from trapd.fleet.secrets import FleetError, require_identity
+    try:
+        require_identity(telemetry.cert_file, config.station.station_id)
+    except FleetError as exc:
+        where = f"{source}:{line}" if line else source
+        return f"{where}: fleet.telemetry.cert_file: {exc}"
+    return None
+
+
 def check_config_main(path: str | None) -> int:
     """`trapd check-config [PATH]`: print every problem, or OK and a summary
     (and any warnings: exit 0 all the same)."""
@@ -144,6 +160,11 @@ def check_config_main(path: str | None) -> int:
         for problem in error.problems:
             print(problem)
         print(f"{len(error.problems)} problem(s) in {shown}")
+        return 1
+    mismatch = identity_problem(config, key_lines.get("fleet.telemetry.cert_file"), shown)
+    if mismatch:
+        print(mismatch)
+        print(f"1 problem(s) in {shown}")
         return 1
     print(f"{shown}: OK")
     print(config_summary(config))

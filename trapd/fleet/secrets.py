@@ -64,3 +64,29 @@ def require_synchronised_clock(is_synced: Callable[[], bool | None] = kernel_clo
             f"{what} not started: the system clock is not synchronised, so certificate "
             "validity dates cannot be checked (a Pi without RTC starts at its last saved "
             "time). Fit an RTC or GPS, or let NTP sync, then retry.")
+
+
+def certificate_name(cert_file: str | os.PathLike) -> str:
+    """The subject common name of a PEM certificate ("" if it has none)."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    try:
+        certificate = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
+    except OSError as exc:
+        raise FleetError(f"certificate {cert_file}: {exc.strerror}") from None
+    except ValueError:
+        raise FleetError(f"certificate {cert_file}: not a PEM certificate") from None
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else ""
+
+
+def require_identity(cert_file: str | os.PathLike, station_id: str) -> None:
+    """FleetError unless the certificate names this station: the broker binds the
+    client id and topics to the certificate's name, so any other name would see
+    every message refused."""
+    name = certificate_name(cert_file)
+    if name != station_id:
+        raise FleetError(f"certificate {cert_file} is issued to {name!r}, not to this station "
+                         f"{station_id!r}: the broker would refuse every message; issue one with "
+                         f"CN={station_id} (docs/fleet.md) or correct station.station_id")

@@ -29,7 +29,7 @@ import paho.mqtt.client as mqtt
 
 from trapd.config import TelemetryConfig
 from trapd.fleet.outbox import FleetDb
-from trapd.fleet.secrets import FleetError, check_private, require_synchronised_clock
+from trapd.fleet.secrets import FleetError, check_private, require_identity, require_synchronised_clock
 from trapd.timekeeping import kernel_clock_synchronised
 
 log = logging.getLogger(__name__)
@@ -113,8 +113,10 @@ class Telemetry:
                              clean_session=False, protocol=mqtt.MQTTv311)
         if url.scheme == "mqtts":
             require_synchronised_clock(self.clock_synced, "MQTT over TLS")
+            key_file = check_private(self.config.key_file)
+            require_identity(self.config.cert_file, self.station_id)
             client.tls_set(ca_certs=self.config.ca_file, certfile=self.config.cert_file,
-                           keyfile=str(check_private(self.config.key_file)))
+                           keyfile=str(key_file))
         client.will_set(topic(self.station_id, "status"),
                         status_payload(self.station_id, False, self.firmware), qos=QOS, retain=True)
         client.max_inflight_messages_set(self.config.max_inflight)
