@@ -90,8 +90,9 @@ class ThrowawayCA:
 
 
 class Mosquitto:
-    """mTLS listener on loopback; the certificate CN is the username; the ACL
-    confines each station to trapd/v1/<station>/# and lets fleet-admin read all."""
+    """mTLS listener on loopback; the certificate CN is the username and the
+    client id (whatever id a client asks for); the ACL confines each station to
+    trapd/v1/<station>/# and lets fleet-admin read all."""
 
     def __init__(self, binary: str, directory: Path, ca: ThrowawayCA) -> None:
         self.binary = binary
@@ -111,7 +112,8 @@ class Mosquitto:
             "log_type debug", "max_queued_messages 100000",
             f"listener {self.port} {LOOPBACK}", f"cafile {ca.ca}", f"certfile {ca.server_cert}",
             f"keyfile {ca.server_key}", "require_certificate true",
-            "use_identity_as_username true", f"acl_file {directory / 'acl'}", ""]))
+            "use_identity_as_username true", "use_username_as_clientid true",
+            f"acl_file {directory / 'acl'}", ""]))
 
     @property
     def url(self) -> str:

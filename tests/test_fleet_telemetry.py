@@ -250,3 +250,28 @@ def test_check_config_compares_the_certificate_with_the_station(broker, tmp_path
     assert result.returncode == 1
     line = next(l for l in result.stdout.splitlines() if "fleet.telemetry.cert_file" in l)
     assert line.split(":")[1].isdigit() and "issued to 'TRAP-B'" in line
+
+
+def test_a_trap_cannot_take_another_stations_client_id(broker, trap_link):
+    """A's certificate asking for client id TRAP-B: the broker names it by its
+    certificate (use_username_as_clientid), so B stays connected with its session."""
+    b = trap_link("TRAP-B")
+    assert b.connect()
+    cert, key = broker.ca.client("TRAP-A")
+    thief = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="TRAP-B", clean_session=True,
+                        protocol=mqtt.MQTTv311)
+    thief.tls_set(ca_certs=str(broker.ca.ca), certfile=str(cert), keyfile=str(key))
+    connected = threading.Event()
+    thief.on_connect = lambda *args: connected.set()
+    thief.connect(LOOPBACK, broker.port)
+    thief.loop_start()
+    try:
+        assert connected.wait(10)
+        time.sleep(1.0)
+        assert b._connected.is_set()
+        assert "Client TRAP-B already connected, closing old connection" not in broker.log_text()
+        b.db.enqueue("TRAP-B", topic("TRAP-B", "heartbeat"), {"alive": True}, 1)
+        assert b.drain(timeout_s=5) and b.db.outbox_depth() == 0
+    finally:
+        thief.disconnect()
+        thief.loop_stop()
