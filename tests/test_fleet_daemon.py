@@ -44,7 +44,7 @@ def test_an_event_reaches_the_broker_and_its_images_the_store(bench, broker, s3_
         heartbeat = next(p for _, p, _ in consumer.messages if p.get("type") == "heartbeat")
         assert {"schema", "msg_id", "station", "time", "firmware", "battery_v",
                 "cpu_temperature_c", "ambient_temperature_c", "free_mb", "queue_depth",
-                "last_event", "clock_synced", "sync"} <= set(heartbeat)
+                "last_event", "clock_synced", "sync", "telemetry_refused"} <= set(heartbeat)
         assert heartbeat["station"] == STATION and heartbeat["free_mb"] > 0
         assert any(p.get("online") is True for t, p, _ in consumer.messages if t.endswith("/status"))
 

@@ -275,3 +275,16 @@ def test_a_trap_cannot_take_another_stations_client_id(broker, trap_link):
     finally:
         thief.disconnect()
         thief.loop_stop()
+
+
+def test_a_publish_the_broker_refuses_stays_undelivered_in_the_outbox(broker, trap_link, caplog):
+    link = trap_link()
+    assert link.connect()
+    link.db.enqueue(STATION, topic("TRAP-B", "heartbeat"), {"forged": True}, 1)   # outside its ACL
+    link.db.enqueue(STATION, topic(STATION, "heartbeat"), {"own": True}, 2)
+    link.drain(timeout_s=5)
+    left = link.db.undelivered(10)
+    assert [m.topic for m in left] == [topic("TRAP-B", "heartbeat")]
+    assert link.refused == "Not authorized"
+    assert sum("refused a message" in r.getMessage() for r in caplog.records) == 1
+    assert link.drain(timeout_s=1) == 0      # not offered again at once

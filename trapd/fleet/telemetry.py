@@ -1,5 +1,6 @@
 """Telemetry over MQTT: status (retained birth + last will), heartbeat, event, cmd.
 
+MQTT 5 (a refused publish comes back with its reason and stays queued).
 Topics (`trapd/v1/<station>/...`):
 - `status`    retained; {"online": true, ...} on every connect, and the broker
               publishes the last will {"online": false} when the trap vanishes;
@@ -26,6 +27,8 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from trapd.config import TelemetryConfig
 from trapd.fleet.outbox import FleetDb
@@ -37,6 +40,11 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 QOS = 1
 NS = 1_000_000_000
+# The broker keeps this trap's session (its cmd/# subscription, QoS 1 messages
+# for it) this long while it is away: a week of a dead modem.
+SESSION_EXPIRY_S = 7 * 86400
+# After the broker refused a message, the outbox is offered again this much later.
+REFUSED_RETRY_S = 300
 
 
 def topic(station_id: str, leaf: str) -> str:
@@ -103,14 +111,20 @@ class Telemetry:
         self._connected = threading.Event()
         self._lock = threading.Condition()
         self._pending: dict[int, int] = {}     # mid -> outbox seq
-        self._early_acks: set[int] = set()     # PUBACKs that beat the mid bookkeeping
+        self._early_acks: dict[int, object] = {}   # PUBACKs that beat the mid bookkeeping
         self._link_down_logged = False
+        # Why the broker refused the last message it refused (MQTT 5 PUBACK reason), or None.
+        self.refused: str | None = None
+        self._refused: dict[int, str] = {}     # outbox seq -> why the broker refused it
+        self._refused_at = 0.0
 
     # -- connection ---------------------------------------------------------
     def _new_client(self) -> mqtt.Client:
         url = urlsplit(self.config.broker_url)
+        # MQTT 5: a publish the broker refuses (not authorised, quota) is answered
+        # with its reason; MQTT 3.1.1 acknowledges it like any other (mosquitto#547).
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.station_id,
-                             clean_session=False, protocol=mqtt.MQTTv311)
+                             protocol=mqtt.MQTTv5)
         if url.scheme == "mqtts":
             require_synchronised_clock(self.clock_synced, "MQTT over TLS")
             key_file = check_private(self.config.key_file)
@@ -134,9 +148,11 @@ class Telemetry:
         if self._client is None:
             self._client = self._new_client()
             url = urlsplit(self.config.broker_url)
+            session = Properties(PacketTypes.CONNECT)
+            session.SessionExpiryInterval = SESSION_EXPIRY_S
             try:
                 self._client.connect(url.hostname, url.port or (8883 if url.scheme == "mqtts" else 1883),
-                                     keepalive=60)
+                                     keepalive=60, clean_start=False, properties=session)
             except (OSError, ValueError) as exc:
                 self._client = None
                 self._link_down(f"{exc}")
@@ -184,10 +200,27 @@ class Telemetry:
         with self._lock:
             seq = self._pending.pop(mid, None)
             if seq is None:
-                self._early_acks.add(mid)
+                self._early_acks[mid] = reason_code
             else:
-                self.db.mark_delivered(seq, self.wall_ns())
+                self._acknowledged(seq, reason_code)
             self._lock.notify_all()
+
+    def _acknowledged(self, seq: int, reason_code) -> None:
+        """Delivered only if the broker accepted it; a refusal leaves it in the outbox."""
+        if not reason_code.is_failure:
+            self.db.mark_delivered(seq, self.wall_ns())
+            self._refused.pop(seq, None)
+            if self.refused and not self._refused:
+                log.warning("telemetry: the broker accepts the refused messages now")
+                self.refused = None
+            return
+        why = str(reason_code)
+        if why not in self._refused.values():
+            log.error("telemetry: the broker refused a message (%s); it stays in the outbox and "
+                      "is offered again after %d s", why, REFUSED_RETRY_S)
+        self._refused[seq] = why
+        self.refused = why
+        self._refused_at = time.monotonic()
 
     def _on_message(self, client, userdata, message) -> None:
         command = message.topic.rsplit("/cmd/", 1)[-1]
@@ -201,6 +234,8 @@ class Telemetry:
         for their PUBACKs. Returns how many were acknowledged."""
         if not self.connect(timeout_s):
             return 0
+        if self.refused and time.monotonic() - self._refused_at < REFUSED_RETRY_S:
+            return 0   # not every tick: the refusal stands until something changes
         acked = 0
         deadline = time.monotonic() + timeout_s
         last_seq = 0
@@ -220,8 +255,7 @@ class Telemetry:
                 last_seq = message.seq
                 with self._lock:
                     if info.mid in self._early_acks:
-                        self._early_acks.discard(info.mid)
-                        self.db.mark_delivered(message.seq, self.wall_ns())
+                        self._acknowledged(message.seq, self._early_acks.pop(info.mid))
                     else:
                         self._pending[info.mid] = message.seq
                 acked += 1

@@ -64,6 +64,8 @@ class FleetWorker:
         payload = heartbeat_payload(self.station_id, FIRMWARE_VERSION, self.wall_ns(),
                                     self.store.status(), self._queue_depth(), self.readings(),
                                     self.clock_synced(), self.sync_state())
+        # A message the broker refused (MQTT 5 reason) stays queued: say so.
+        payload["telemetry_refused"] = self.telemetry.refused if self.telemetry else None
         return self.db.enqueue(self.station_id, topic(self.station_id, "heartbeat"), payload,
                                self.wall_ns())
 
