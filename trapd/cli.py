@@ -143,6 +143,9 @@ def _parser() -> argparse.ArgumentParser:
                                "(fleet.sync), verified, within budget and windows; then stop")
     _add_location_options(sync)
 
+    from trapd.fleet.watch import add_parser as add_fleet_watch
+    add_fleet_watch(commands)
+
     walk = commands.add_parser("walktest", help="blink the status LED and print each PIR edge "
                                "(aim the sensor)")
     walk.add_argument("--config", help="config.yaml to use (default: the shipped one)")
@@ -562,6 +565,11 @@ def _snapshot(args) -> int:
     return EXIT_OK
 
 
+def _fleet_watch(args) -> int:
+    from trapd.fleet.watch import main as fleet_watch
+    return fleet_watch(args)
+
+
 # What a Ctrl-C leaves, said after "trapd COMMAND interrupted".
 INTERRUPTED_NOTE = {
     "offload": ": every image is either copied, verified and marked offloaded, or still "
@@ -574,7 +582,7 @@ COMMANDS = {"run": _run, "sim": _sim, "check-config": _check_config,
             "status": _status, "verify": _verify, "eval-filter": _eval_filter,
             "export": _export, "offload": _offload, "retime": _retime, "sync": _sync,
             "deployment": lambda args: deployment_command(args, _open_store),
-            "walktest": _walktest, "snapshot": _snapshot}
+            "walktest": _walktest, "snapshot": _snapshot, "fleet-watch": _fleet_watch}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -66,6 +66,7 @@ class FleetWorker:
                                     self.clock_synced(), self.sync_state())
         # A message the broker refused (MQTT 5 reason) stays queued: say so.
         payload["telemetry_refused"] = self.telemetry.refused if self.telemetry else None
+        payload["deployment"] = self.config.station.deployment_id
         return self.db.enqueue(self.station_id, topic(self.station_id, "heartbeat"), payload,
                                self.wall_ns())
 
