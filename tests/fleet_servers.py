@@ -89,6 +89,19 @@ class ThrowawayCA:
         return cert, self.dir / f"client-{station}.key"
 
 
+# As docs/fleet.md: a trap writes only its own status, heartbeat, event and reply
+# topics and reads only its own commands; the operator reads and writes all.
+ACL_TEMPLATE = """pattern write trapd/v1/%u/status
+pattern write trapd/v1/%u/heartbeat
+pattern write trapd/v1/%u/event
+pattern write trapd/v1/%u/reply
+pattern read trapd/v1/%u/cmd/#
+
+user {admin}
+topic readwrite trapd/#
+"""
+
+
 class Mosquitto:
     """mTLS listener on loopback; the certificate CN is the username and the
     client id (whatever id a client asks for); the ACL confines each station to
@@ -102,9 +115,7 @@ class Mosquitto:
         self.log = directory / "mosquitto.log"
         self.process: subprocess.Popen | None = None
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "acl").write_text(
-            "pattern readwrite trapd/v1/%u/#\n\n"
-            f"user {ADMIN}\ntopic readwrite trapd/#\n")
+        (directory / "acl").write_text(ACL_TEMPLATE.format(admin=ADMIN))
         (directory / "mosquitto.conf").write_text("\n".join([
             "user root", "per_listener_settings false", "persistence true",
             f"persistence_location {directory}/", f"log_dest file {self.log}",

@@ -51,6 +51,27 @@ def set_values(path: str | os.PathLike, values: dict[str, object]) -> Path:
     return target
 
 
+def replace_text(path: str | os.PathLike, new_text: str) -> Path:
+    """Replace the whole config with `new_text`, checked with check-config's rules
+    first (ConfigError with line numbers: the file is unchanged); the old file is
+    kept as .previous."""
+    source = os.fspath(path)
+    parse_config_lines(new_text, source, config_folder(source))
+    target = Path(source)
+    try:
+        _replace_keeping_previous(target, new_text)
+    except OSError as exc:
+        raise ConfigEditError(f"cannot write {source}: {exc.strerror or exc}; it is unchanged"
+                              ) from None
+    return target
+
+
+def restore_previous(path: str | os.PathLike) -> None:
+    """Put back the config that replace_text or set_values kept as .previous."""
+    target = Path(path)
+    _replace_keeping_previous(target, target.with_name(target.name + ".previous").read_text())
+
+
 def _replace_keeping_previous(target: Path, new_text: str) -> None:
     shutil.copy2(target, target.with_name(target.name + ".previous"))
     temporary = target.with_name(f".{target.name}.new")

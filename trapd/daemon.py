@@ -216,7 +216,8 @@ def run(config_path: str | None) -> int:
     try:
         if config.fleet.enabled:  # telemetry and sync in a background thread (trapd/fleet)
             from trapd.fleet.worker import start_fleet
-            fleet = start_fleet(config, trap)
+            fleet = start_fleet(config, trap, config_path=config_path,
+                                request_reload=daemon.request_reload)
         return daemon.run()
     finally:
         if fleet:

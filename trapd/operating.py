@@ -132,6 +132,20 @@ class Operating:
         self._next_timelapse_ns: int | None = None
         self._window_cache: tuple[int, Window | None] | None = None
 
+    def reconfigure(self, config: Config) -> None:
+        """A reloaded config (SIGHUP): schedule, power mode, night thresholds and
+        battery limits from now on; the lamp's pin stays (hardware: a restart)."""
+        self.config = config
+        night = config.night
+        was_night = self.day_night.night
+        self.day_night = DayNight(night.night_below_lux, night.day_above_lux, night.switch_after_s)
+        self.day_night.night = was_night
+        where = config.station.location
+        self.schedule = Schedule(config.schedule.windows, where.latitude, where.longitude,
+                                 config.time.tz)
+        self._window_cache = None
+        self._next_timelapse_ns = None
+
     def window(self) -> Window | None:
         """The schedule window open now (re-read at most once a second)."""
         now = self._clock.monotonic_ns()

@@ -91,11 +91,13 @@ class Trap:
 
     def reconfigure(self, config: Config, station: StationInfo) -> None:
         """Take a new config between events (SIGHUP). Pins and camera modes
-        need a restart; everything else applies from the next event."""
+        need a restart; everything else (schedule, power mode, night, filter,
+        burst) applies from the next event."""
         if config.hardware != self.config.hardware:
             log.warning("hardware settings changed: they take effect at the next restart")
             config = dataclasses.replace(config, hardware=self.config.hardware)
         self._ring.clear()
+        self.operating.reconfigure(config)
         self._apply(config, station)
 
     @property

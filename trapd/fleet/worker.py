@@ -44,6 +44,7 @@ class FleetWorker:
         self.wall_ns = wall_ns
         self.clock_synced = clock_synced
         self.monotonic = monotonic
+        self.commands = None        # a CommandRunner, when the broker may send commands
         self.pacing = SyncPacing(config.fleet.sync.interval_s)
         self._next_heartbeat = self._next_sync = 0.0
         self._problems_said: set[str] = set()
@@ -57,8 +58,14 @@ class FleetWorker:
                         event_payload(self.station_id, self.wall_ns(), report), self.wall_ns())
 
     def on_command(self, command: str, payload: bytes) -> None:
-        if command == "status":
+        """From the MQTT thread (trapd/fleet/commands.py)."""
+        if self.commands:
+            self.commands.submit(command, payload)
+        elif command == "status":
             self._heartbeat_now.set()
+
+    def sync_soon(self) -> None:
+        self._next_sync = 0.0
 
     def queue_heartbeat(self) -> str:
         payload = heartbeat_payload(self.station_id, FIRMWARE_VERSION, self.wall_ns(),
@@ -96,6 +103,8 @@ class FleetWorker:
         return left
 
     def stop(self, timeout_s: float = 10.0) -> None:
+        if self.commands:
+            self.commands.close()
         self._stop.set()
         self._thread.join(timeout_s)
         if self._thread.is_alive():
@@ -110,6 +119,8 @@ class FleetWorker:
         while not self._stop.is_set():
             if self.telemetry:
                 self._guarded(self._telemetry_step)
+            if self.commands:
+                self._guarded(self.commands.run_pending)
             if self.syncer or self.make_syncer:
                 self._guarded(self._sync_step)
             self._stop.wait(TICK_S)
@@ -156,8 +167,12 @@ class FleetWorker:
 
 
 def start_fleet(config: Config, trap,
-                clock_synced: Callable[[], bool | None] = kernel_clock_synchronised) -> FleetWorker:
-    """Build telemetry and sync from config.fleet, hook the trap's events, start the thread."""
+                clock_synced: Callable[[], bool | None] = kernel_clock_synchronised,
+                config_path: str | None = None,
+                request_reload: Callable[[], None] | None = None) -> FleetWorker:
+    """Build telemetry and sync from config.fleet, hook the trap's events, start the thread.
+    `config_path` and `request_reload` (SIGHUP's): the `config` command may change the file."""
+    from trapd.fleet.commands import CommandRunner
     from trapd.fleet.sync import Syncer, s3_client
 
     root = str(trap.store.root)
@@ -167,6 +182,7 @@ def start_fleet(config: Config, trap,
         worker.telemetry = Telemetry(config.station.station_id, config.fleet.telemetry, worker.db,
                                      FIRMWARE_VERSION, clock_synced=clock_synced,
                                      on_command=worker.on_command)
+        worker.commands = CommandRunner(worker, trap, config_path, request_reload)
     if config.fleet.sync.enabled:
         # Built in the thread: a bad key file or an unsynchronised clock is logged, never fatal.
         worker.make_syncer = lambda: Syncer(
