@@ -5,10 +5,13 @@ a good one applied, one that stops capture rolled back; no trap may command."""
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
 
+import cv2
+import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
@@ -99,6 +102,13 @@ def test_log_and_status_commands_are_acknowledged_and_answered(broker, running_t
         assert any(r["id"] == "c1" and r["stage"] == "ack" for r in operator.replies)
         operator.send("status", id="c2")
         assert operator.result("c2")["ok"]
+        operator.send("snapshot", id="c4")
+        snapshot = operator.result("c4")["result"]
+        view = cv2.imdecode(np.frombuffer(base64.b64decode(snapshot["jpeg_base64"]), np.uint8),
+                            cv2.IMREAD_UNCHANGED)
+        assert view.shape == (snapshot["height"], snapshot["width"]) == (240, 320)
+        newest = running_trap[0].trap.latest_view[2]
+        assert abs(float(view.mean()) - float(newest.mean())) < 10     # the scene, not a blank
         operator.send("reboot", id="c3")
         assert "unknown command 'reboot'" in operator.result("c3")["error"]
     finally:

@@ -75,6 +75,8 @@ class Trap:
         self.last_frame_ns: int | None = None  # newest SensorTimestamp (the watchdog's proof of life)
         self.status_led = None      # a StatusLed showing the degraded states, if configured
         self._next_reference_ns: int | None = None   # standby: next view of the empty scene
+        # The newest frame's (SensorTimestamp, wall time, lores Y), for a remote preview.
+        self.latest_view: tuple[int, int, object] | None = None
         self.references_taken = 0
         self._apply(config, station)
 
@@ -124,6 +126,7 @@ class Trap:
             self._camera_failed(str(exc))
             return
         self.last_frame_ns = frame.sensor_timestamp_ns
+        self.latest_view = (frame.sensor_timestamp_ns, frame.wall_ns, frame.lores_y)
         self._ring.hold = held_buffers(self.config, self.camera.buffers)
         if self.station.camera_model != self.camera.model:   # opened after a degraded start
             self.station = dataclasses.replace(self.station, camera_model=self.camera.model)

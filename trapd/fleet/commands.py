@@ -11,6 +11,10 @@ may read its own `cmd/#`, never write it, and nothing of another station).
 - `status`: the heartbeat, now (its payload is the result).
 - `log` `{"lines": N}`: the trap's last N log lines (at most LOG_LINES_KEPT).
 - `sync-now`: the image sync runs at once (its outcome shows in the log and heartbeat).
+- `snapshot`: the camera's newest view as a small greyscale JPEG (the lores
+  stream, base64), taken from what the trap already captures: nothing is asked
+  of the camera, so it never delays a PIR event. In standby the camera is off:
+  refused, saying so.
 - `config` `{"yaml": "<the whole config.yaml>", "confirm_s": 30}`: checked with
   check-config's rules (refused with its messages and line numbers, the running
   config untouched); written with the old file kept as `.previous`; applied as
@@ -23,6 +27,7 @@ Commands run one at a time on the fleet thread, never on the capture thread.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import queue
@@ -30,13 +35,17 @@ import time
 from collections import deque
 from typing import Callable
 
+import cv2
+
 from trapd.config_edit import ConfigEditError, replace_text, restore_previous
 from trapd.errors import ConfigError
-from trapd.fleet.telemetry import topic
+from trapd.fleet.telemetry import iso_utc, topic
 
 log = logging.getLogger(__name__)
 
 LOG_LINES_KEPT = 500
+SNAPSHOT_MAX_AGE_S = 2.0
+SNAPSHOT_QUALITY = 80
 CONFIG_CONFIRM_S = 30.0
 CAPTURING_FRAMES = 3
 RELOAD_WAIT_S = 60.0     # an event in flight delays the reload (SIGHUP's rule) at most this long
@@ -95,9 +104,10 @@ class CommandRunner:
 
     def _run(self, command: str, args: dict) -> dict:
         handler = {"status": self._status, "log": self._log, "sync-now": self._sync_now,
-                   "config": self._config}.get(command)
+                   "config": self._config, "snapshot": self._snapshot}.get(command)
         if handler is None:
-            return {"ok": False, "error": f"unknown command {command!r}: status, log, sync-now or config"}
+            return {"ok": False, "error": f"unknown command {command!r}: status, log, snapshot, "
+                                          "sync-now or config"}
         try:
             return handler(args)
         except Exception as exc:     # a command must never take the fleet thread down
@@ -118,6 +128,19 @@ class CommandRunner:
         if not isinstance(lines, int) or not 1 <= lines <= LOG_LINES_KEPT:
             return {"ok": False, "error": f"lines: a whole number from 1 to {LOG_LINES_KEPT}"}
         return {"ok": True, "result": list(self.recent.lines)[-lines:]}
+
+    def _snapshot(self, args: dict) -> dict:
+        view = self.trap.latest_view if self.trap else None
+        if view is None or self.trap.clock.monotonic_ns() - view[0] > SNAPSHOT_MAX_AGE_S * 1e9:
+            return {"ok": False, "error": "no view: the camera is off (standby or outside the "
+                                          "operating windows) or not delivering frames"}
+        _, wall_ns, lores = view
+        ok, jpeg = cv2.imencode(".jpg", lores, [cv2.IMWRITE_JPEG_QUALITY, SNAPSHOT_QUALITY])
+        if not ok:
+            return {"ok": False, "error": "the view could not be encoded"}
+        return {"ok": True, "result": {"jpeg_base64": base64.b64encode(jpeg.tobytes()).decode("ascii"),
+                                       "width": int(lores.shape[1]), "height": int(lores.shape[0]),
+                                       "taken": iso_utc(wall_ns)}}
 
     def _sync_now(self, args: dict) -> dict:
         if not self.worker.make_syncer and not self.worker.syncer:
