@@ -148,7 +148,8 @@ class Mosquitto:
 
 class SeaweedS3:
     """`weed mini` on loopback with one admin identity and one per station,
-    each station allowed only under <bucket>/<project>/<station>/."""
+    each station allowed only to read and write under <bucket>/<project>/<station>/
+    (no listing), the bucket versioned (nothing synced can be erased)."""
 
     def __init__(self, binary: str, directory: Path, stations: list[str]) -> None:
         self.binary = binary
@@ -164,7 +165,7 @@ class SeaweedS3:
             identities.append({"name": station,
                                "credentials": [{"accessKey": self.keys[station][0],
                                                 "secretKey": self.keys[station][1]}],
-                               "actions": [f"Read:{scope}", f"Write:{scope}", f"List:{BUCKET}"]})
+                               "actions": [f"Read:{scope}", f"Write:{scope}"]})   # no List
         (directory / "s3.json").write_text(json.dumps({"identities": identities}))
         self.ports = {name: free_port(with_grpc=True)
                       for name in ("master", "volume", "filer", "s3", "admin")}
@@ -189,6 +190,9 @@ class SeaweedS3:
                                         start_new_session=True)
         wait_for_port(self.ports["s3"], timeout_s, self.process)
         self._wait_for_bucket(timeout_s)
+        # Versioning: an overwrite or delete (a stolen key) leaves every synced version.
+        self.client(ADMIN).put_bucket_versioning(Bucket=BUCKET,
+                                                 VersioningConfiguration={"Status": "Enabled"})
         return self
 
     def _wait_for_bucket(self, timeout_s: float) -> None:

@@ -240,3 +240,25 @@ def test_low_battery_stops_the_sync(station):
     syncer = station.syncer(client=RefusingClient(), min_battery_v=11.8)
     syncer.battery_v = lambda: 11.2
     assert syncer.run_once().stopped == "battery 11.20 V below 11.8 V"
+
+
+def test_a_station_cannot_list_another_stations_prefix_nor_its_own(station, s3_store):
+    add_images(station.store, station.deployment, [10_000])
+    assert station.syncer().run_once().uploaded == 1       # sync needs no listing
+    for who, prefix in (("TRAP-B", prefix_of(station)), (STATION, prefix_of(station))):
+        with pytest.raises(ClientError, match="AccessDenied"):
+            s3_store.client(who).list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+
+
+def test_overwriting_or_deleting_a_synced_image_leaves_it_in_the_store(station, s3_store):
+    """A stolen trap's key cannot erase its history: the bucket is versioned."""
+    frame = add_images(station.store, station.deployment, [30_000])[0]
+    assert station.syncer().run_once().uploaded == 1
+    key, thief = object_key(PROJECT, frame), s3_store.client(STATION)
+    thief.put_object(Bucket=BUCKET, Key=key, Body=b"forged")
+    thief.delete_object(Bucket=BUCKET, Key=key)
+    admin = s3_store.client(ADMIN)
+    versions = admin.list_object_versions(Bucket=BUCKET, Prefix=key)["Versions"]
+    bodies = [admin.get_object(Bucket=BUCKET, Key=key, VersionId=v["VersionId"])["Body"].read()
+              for v in versions]
+    assert frame["sha256"] in {hashlib.sha256(b).hexdigest() for b in bodies}
