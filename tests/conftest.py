@@ -185,7 +185,7 @@ def camtrap_validator() -> Path:
 
 
 # --- fleet: real Mosquitto and SeaweedFS on loopback (tests/fleet_servers.py) ---
-from fleet_servers import broker, fleet_ca, s3_store  # noqa: E402,F401
+from fleet_servers import broker, fleet_ca, s3_cluster, s3_store  # noqa: E402,F401
 
 
 # --- the real-camera lane (tests/realcam): collected only inside it (`make realcam`) ---

