@@ -105,7 +105,7 @@ class BurstFilter:
         self._seen: deque[_Frame] = deque(maxlen=CONTEXT_FRAMES)   # earlier frames, newest last
         self._judged: _Frame | None = None      # the frame judged last
         self._pending: _Frame | None = None
-        self._after_pending: list[_Frame] = []
+        self._after_pending: deque[_Frame] = deque(maxlen=CONTEXT_FRAMES)
         self._dead_band: int | None = None
 
     def observe(self, lores_y: np.ndarray) -> None:
@@ -129,7 +129,7 @@ class BurstFilter:
                 self._pending = frame
         else:
             if self._pending is not None:
-                decided.append(self._settle_first(self._after_pending + [frame]))
+                decided.append(self._settle_first([*self._after_pending, frame]))
             frame.result = self._later(frame)
         if frame.result is not None:
             self._judged = frame
@@ -143,7 +143,7 @@ class BurstFilter:
         if self._pending is None:
             return []
         if self._after_pending:
-            return [self._settle_first(self._after_pending)]
+            return [self._settle_first(list(self._after_pending))]
         self._pending, pending = None, self._pending
         pending.result = MotionResult(1.0, True, None, 0.0, False, reference=NO_REFERENCE)
         return [pending.result]
@@ -160,8 +160,9 @@ class BurstFilter:
         return None
 
     def _settle_first(self, after: list[_Frame]) -> MotionResult:
-        first, self._pending, self._after_pending = self._pending, None, []
+        first, self._pending = self._pending, None
         first.result = self._judge(first, after[-CONTEXT_FRAMES:])
+        self._after_pending.clear()
         self._judged = first
         return first.result
 
