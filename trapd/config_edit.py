@@ -40,15 +40,7 @@ def set_values(path: str | os.PathLike, values: dict[str, object]) -> Path:
         if match is None:
             raise ConfigEditError(f"{source} line {number + 1}: {key} is not a one-line value")
         lines[number] = f"{match['key']}{_yaml_scalar(value)}{match['rest']}"
-    new_text = "".join(lines)
-    parse_config_lines(new_text, source, config_folder(source))     # check before writing
-    target = Path(source)
-    try:
-        _replace_keeping_previous(target, new_text)
-    except OSError as exc:
-        raise ConfigEditError(f"cannot write {source}: {exc.strerror or exc}; it is unchanged"
-                              ) from None
-    return target
+    return replace_text(source, "".join(lines))
 
 
 def replace_text(path: str | os.PathLike, new_text: str) -> Path:
