@@ -146,6 +146,19 @@ class Mosquitto:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
+def _retry(call, timeout_s: float) -> None:
+    """Call until it succeeds (a server still starting), or raise its error after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            call()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 class SeaweedS3:
     """`weed mini` on loopback with one admin identity and one per station,
     each station allowed only to read and write under <bucket>/<project>/<station>/
@@ -196,16 +209,7 @@ class SeaweedS3:
         return self
 
     def _wait_for_bucket(self, timeout_s: float) -> None:
-        client = self.client(ADMIN)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                client.head_bucket(Bucket=BUCKET)
-                return
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+        _retry(lambda: self.client(ADMIN).head_bucket(Bucket=BUCKET), timeout_s)
 
     def client(self, identity: str):
         import boto3
@@ -273,16 +277,7 @@ class SeaweedCluster(SeaweedS3):
                                                 start_new_session=True)
 
     def _create_bucket(self, timeout_s: float) -> None:
-        client = self.client(ADMIN)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                client.create_bucket(Bucket=BUCKET)
-                return
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+        _retry(lambda: self.client(ADMIN).create_bucket(Bucket=BUCKET), timeout_s)
 
     def kill(self, name: str) -> None:
         """A node lost: SIGKILL, no goodbye."""
