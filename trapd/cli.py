@@ -180,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return COMMANDS[args.command](args)
+        # Sub-commands registered by an add_parser(commands) set their own handler.
+        return (getattr(args, "handler", None) or COMMANDS[args.command])(args)
     except KeyboardInterrupt:
         print(f"trapd: {args.command} interrupted{INTERRUPTED_NOTE.get(args.command, '')}",
               file=sys.stderr)
