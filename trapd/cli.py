@@ -145,6 +145,8 @@ def _parser() -> argparse.ArgumentParser:
 
     from trapd.fleet.watch import add_parser as add_fleet_watch
     add_fleet_watch(commands)
+    from trapd.cli_init import add_parser as add_init
+    add_init(commands)
 
     walk = commands.add_parser("walktest", help="blink the status LED and print each PIR edge "
                                "(aim the sensor)")

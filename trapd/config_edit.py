@@ -30,6 +30,12 @@ def set_values(path: str | os.PathLike, values: dict[str, object]) -> Path:
     ConfigEditError if it cannot be written."""
     source = os.fspath(path)
     text = read_text(source, source, ConfigError)
+    return replace_text(source, with_values(text, source, values))
+
+
+def with_values(text: str, source: str, values: dict[str, object]) -> str:
+    """`text`, a valid config read from `source`, with `values` set on their own lines
+    and every comment kept. Not checked: replace_text checks what it writes."""
     _, key_lines = parse_config_lines(text, source, config_folder(source))
     lines = text.splitlines(keepends=True)
     for key, value in values.items():
@@ -40,13 +46,13 @@ def set_values(path: str | os.PathLike, values: dict[str, object]) -> Path:
         if match is None:
             raise ConfigEditError(f"{source} line {number + 1}: {key} is not a one-line value")
         lines[number] = f"{match['key']}{_yaml_scalar(value)}{match['rest']}"
-    return replace_text(source, "".join(lines))
+    return "".join(lines)
 
 
 def replace_text(path: str | os.PathLike, new_text: str) -> Path:
     """Replace the whole config with `new_text`, checked with check-config's rules
-    first (ConfigError with line numbers: the file is unchanged); the old file is
-    kept as .previous."""
+    first (ConfigError with line numbers: the file is unchanged); the old file, if
+    there is one, is kept as .previous."""
     source = os.fspath(path)
     parse_config_lines(new_text, source, config_folder(source))
     target = Path(source)
@@ -65,14 +71,17 @@ def restore_previous(path: str | os.PathLike) -> None:
 
 
 def _replace_keeping_previous(target: Path, new_text: str) -> None:
-    shutil.copy2(target, target.with_name(target.name + ".previous"))
+    existed = target.exists()
+    if existed:
+        shutil.copy2(target, target.with_name(target.name + ".previous"))
     temporary = target.with_name(f".{target.name}.new")
     try:
         with open(temporary, "w", encoding="utf-8") as f:
             f.write(new_text)
             f.flush()
             os.fsync(f.fileno())
-        shutil.copymode(target, temporary)
+        if existed:
+            shutil.copymode(target, temporary)
         os.replace(temporary, target)
     except OSError:
         temporary.unlink(missing_ok=True)      # a full card: leave no half-written copy
