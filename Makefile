@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[sim,test]'
+	$(VENV)/bin/pip install --quiet -e '.[sim,setup,test]'
 	touch $(STAMP)
 
 sim: $(STAMP)

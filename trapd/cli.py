@@ -147,6 +147,8 @@ def _parser() -> argparse.ArgumentParser:
     add_fleet_watch(commands)
     from trapd.cli_init import add_parser as add_init
     add_init(commands)
+    from trapd.cli_setup_page import add_parser as add_setup_page
+    add_setup_page(commands)
 
     walk = commands.add_parser("walktest", help="blink the status LED and print each PIR edge "
                                "(aim the sensor)")

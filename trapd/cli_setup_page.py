@@ -1,0 +1,97 @@
+"""`trapd setup-page`: the technician's phone page, served only while the daemon's
+setup mode is on (systemd/trapd-setup.service runs it)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from trapd.errors import TrapdError
+
+log = logging.getLogger("trapd.setup.page")
+
+
+class SetupPageError(TrapdError, RuntimeError):
+    """The page cannot be served (off in the config, no secret)."""
+
+
+def add_parser(commands) -> None:
+    p = commands.add_parser("setup-page", help="serve the setup page for a phone while setup "
+                            "mode is on (setup: in config.yaml)")
+    p.add_argument("--config", help="config.yaml to use (default: the shipped one)")
+    p.add_argument("--bind", help="address to listen on (default: setup.bind_address)")
+    p.add_argument("--port", type=int, help="port (default: setup.port)")
+    p.add_argument("--secret-file", help="the per-trap secret (default: setup.secret_file)")
+    p.add_argument("--link-socket", help="the daemon's setup link (default: setup.link_socket)")
+    p.set_defaults(handler=main)
+
+
+def read_secret(path: str) -> bytes:
+    """The per-trap secret as the daemon's link reads it."""
+    try:
+        from trapd.setup.secret import read_secret as daemon_read_secret
+    except ImportError:         # the daemon side is not in this tree yet: the file's bytes
+        data = Path(path).read_bytes().strip()
+    else:
+        data = daemon_read_secret(path)
+    if not data:
+        raise SetupPageError(f"the setup secret {path} is empty: run `trapd setup --secret`")
+    return data
+
+
+def _settings(args, config) -> dict:
+    """Each page setting from its option, else from the config's setup section."""
+    setup = getattr(config, "setup", None)
+    chosen = {"bind": args.bind, "port": args.port, "secret_file": args.secret_file,
+              "link_socket": args.link_socket}
+    from_config = {"bind": "bind_address", "port": "port", "secret_file": "secret_file",
+                   "link_socket": "link_socket"}
+    for name, key in from_config.items():
+        if chosen[name] is None and setup is not None:
+            chosen[name] = getattr(setup, key)
+        if chosen[name] is None:
+            raise SetupPageError(f"no {key}: give --{name.replace('_', '-')} or set setup.{key}")
+    chosen["enabled"] = setup is None or setup.enabled
+    return chosen
+
+
+def main(args) -> int:
+    from trapd.config import DEFAULT_CONFIG_PATH, load_config
+    from trapd.setup.app import create_app
+    from trapd.setup.linkpool import LinkPool
+    from trapd.setup.server import PageServer, serve_while_setup_mode
+
+    config_path = args.config or str(DEFAULT_CONFIG_PATH)
+    settings = _settings(args, load_config(config_path))
+    if not settings["enabled"]:
+        print("trapd: the setup page is off (setup.enabled: false in the config)")
+        return 0
+    try:
+        secret = read_secret(settings["secret_file"])
+    except OSError as exc:
+        raise SetupPageError(f"cannot read the setup secret {settings['secret_file']}: "
+                             f"{exc.strerror or exc} (make it with `trapd setup --secret`)"
+                             ) from None
+    connect = _link_connector(settings["link_socket"], secret)
+    server = PageServer(lambda: create_app(config_path, secret, connect),
+                        settings["bind"], settings["port"])
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    modes = LinkPool(connect)
+    log.info("setup page: waiting for setup mode (link %s)", settings["link_socket"])
+    serve_while_setup_mode(server, lambda: modes.call("mode"), stop)
+    modes.close()
+    return 0
+
+
+def _link_connector(socket_path: str, secret: bytes):
+    from trapd.setup.link import LinkClient
+    return lambda: LinkClient(socket_path, secret)
+
+
+if __name__ == "__main__":
+    sys.exit(main(None))

@@ -1,0 +1,96 @@
+"""Serves the setup page only while the daemon says setup mode is on: the link's
+mode() is asked about once a second; the port is opened when it turns on and
+closed when it turns off (or the daemon goes away)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Callable
+
+import uvicorn
+
+from trapd.setup.linkpool import LinkError
+
+log = logging.getLogger("trapd.setup.page")
+
+MODE_POLL_S = 1.0
+SHUTDOWN_GRACE_S = 2       # open event streams get this long before they are cut
+
+
+class PageServer:
+    """uvicorn on a thread of its own, started and stopped as setup mode comes and goes."""
+
+    def __init__(self, app_factory: Callable[[], object], host: str, port: int) -> None:
+        self.app_factory, self.host, self.port = app_factory, host, port
+        self._app = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        self._app = self.app_factory()
+        config = uvicorn.Config(self._app, host=self.host, port=self.port,
+                                log_level="warning", access_log=False, lifespan="on",
+                                timeout_graceful_shutdown=SHUTDOWN_GRACE_S, loop="asyncio",
+                                http="h11", ws="none")
+        self._server = uvicorn.Server(config)
+        self._server.install_signal_handlers = lambda: None   # not the main thread
+        self._thread = threading.Thread(target=self._serve, name="setup-page", daemon=True)
+        self._thread.start()
+        log.info("setup page open on http://%s:%d/", self.host, self.port)
+
+    def _serve(self) -> None:
+        asyncio.run(self._server.serve())
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        before_stop = getattr(getattr(self._app, "state", None), "before_stop", None)
+        if before_stop:
+            before_stop()         # open event streams end, so the shutdown waits for none
+        self._server.should_exit = True
+        self._thread.join(timeout=SHUTDOWN_GRACE_S + 5)
+        self._server = self._thread = None
+        log.info("setup page closed")
+
+    def wait_started(self, timeout_s: float = 10.0) -> bool:
+        """True once the port listens (for tests and benches)."""
+        deadline = threading.Event()
+        for _ in range(int(timeout_s / 0.05)):
+            if self._server is not None and self._server.started:
+                return True
+            deadline.wait(0.05)
+        return False
+
+
+def setup_mode_active(mode: Callable[[], dict]) -> tuple[bool, str | None]:
+    """(active, why not) from the link; a link that fails means off."""
+    try:
+        return bool(mode()["active"]), None
+    except (LinkError, OSError, EOFError) as exc:
+        return False, f"no link to the trap daemon ({exc})"
+
+
+def serve_while_setup_mode(server: PageServer, mode: Callable[[], dict],
+                           stop: threading.Event, poll_s: float = MODE_POLL_S) -> None:
+    """Until `stop` is set: open the page while setup mode is on, close it when off."""
+    said = None
+    try:
+        while not stop.is_set():
+            active, why_not = setup_mode_active(mode)
+            if why_not != said:
+                if why_not:
+                    log.warning("setup page: %s; the page stays closed", why_not)
+                said = why_not
+            if active and not server.running:
+                server.start()
+            elif not active and server.running:
+                server.stop()
+            stop.wait(poll_s)
+    finally:
+        server.stop()
