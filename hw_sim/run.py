@@ -11,7 +11,8 @@ labels; its `power_mode:` overrides the config's power.mode for the run.
 With `handle_signals=True` (the `trapd sim` command) SIGINT and SIGTERM end
 the run as they end the daemon: the event in flight is finished and the run
 is scored up to there (`SimRun.stopped_by`); a second Ctrl-C aborts. SIGHUP
-is logged and ignored: the simulator has no config file to reload.
+reloads the config file given as `config_path` (else it is logged and
+ignored). With `setup.enabled` the run serves the setup link as the daemon does.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ FLEET_SETTLE_S = 30.0
 def run_scenario(scenario: Scenario, config: Config, storage_root: str | None = None,
                  realtime: bool = False,
                  on_event: Callable[[EventReport], None] | None = None, debug=None,
-                 handle_signals: bool = False) -> SimRun:
+                 handle_signals: bool = False, config_path: str | None = None) -> SimRun:
     config = with_power_mode(config, scenario.power_mode)
     clock = RealtimeClock() if realtime else VirtualClock(
         start_wall_ns=int(scenario.start_time.timestamp() * NS))
@@ -165,15 +166,18 @@ def run_scenario(scenario: Scenario, config: Config, storage_root: str | None = 
         PirModel(scenario.pir, scenario.animals, pir_pin, clock, start_ns,
                  footage_passes).schedule()
         end_ns = start_ns + int(scenario.duration_s * NS)
-        daemon = Daemon(None, config, trap)
+        daemon = Daemon(config_path, config, trap)
         signals = _signals_end_the_run(daemon, run) if handle_signals else contextlib.nullcontext()
         fleet = _start_fleet(config, trap, clock)
+        setup = _start_setup(config, daemon, pin_factory)
         try:
             with signals:
                 daemon.run(until=lambda: clock.monotonic_ns() >= end_ns)
             if run.stopped_by:
                 run.stopped_at_s = round((clock.monotonic_ns() - start_ns) / NS, 3)
         finally:
+            if setup:
+                setup.stop()
             if fleet:
                 run.fleet = fleet.settle(FLEET_SETTLE_S)
             close_trap(trap)
@@ -188,6 +192,16 @@ def _start_fleet(config: Config, trap, clock):
         return None
     from trapd.fleet.worker import start_fleet
     return start_fleet(config, trap, clock_synced=clock.is_synchronised)
+
+
+def _start_setup(config: Config, daemon: Daemon, pin_factory):
+    """setup.enabled: setup mode (its button on the mock pins) and the setup
+    link on setup.link_socket, as `trapd run` serves them; with `config_path`
+    given, the link's reload reads that file."""
+    if not config.setup.enabled:
+        return None
+    from trapd.setup.service import start_setup
+    return start_setup(daemon, pin_factory)
 
 
 @contextlib.contextmanager
@@ -208,7 +222,10 @@ def _signals_end_the_run(daemon: Daemon, run: SimRun) -> Iterator[None]:
         daemon.request_stop()
 
     def hang_up(_signum, _frame) -> None:
-        log.warning("SIGHUP ignored: the simulator has no config file to reload")
+        if daemon.config_path:
+            daemon.request_reload()
+        else:
+            log.warning("SIGHUP ignored: the simulator has no config file to reload")
 
     wanted = {signal.SIGINT: stop, signal.SIGTERM: stop, signal.SIGHUP: hang_up}
     previous = {signum: signal.signal(signum, handler) for signum, handler in wanted.items()}

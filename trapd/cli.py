@@ -231,7 +231,7 @@ def _sim(args) -> int:
     debug = DebugImages(args.debug_dir) if args.debug_dir else None
     run = run_scenario(scenario, config, args.storage, args.realtime,
                        on_event=lambda event: print("  " + event.line()), debug=debug,
-                       handle_signals=True)
+                       handle_signals=True, config_path=args.config)
     report = run.report()
     if run.stopped_by:
         print(f"stopped by {run.stopped_by}: ran {run.stopped_at_s:g} s of "

@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Callable, Protocol
 
+from trapd.errors import TrapdError
 from trapd.timekeeping import kernel_clock_synchronised
 
 
@@ -34,6 +35,13 @@ class Clock(Protocol):
     def wait_for(self, event: threading.Event, timeout_s: float) -> bool:
         """Block until `event` is set or `timeout_s` passes (no polling); True if set."""
 
+    def set_wall_ns(self, wall_ns: int) -> None:
+        """Set the wall clock (a technician's confirmed time); ClockError if not allowed."""
+
+
+class ClockError(TrapdError):
+    """The wall clock cannot be set (no CAP_SYS_TIME)."""
+
 
 class SystemClock:
     def monotonic_ns(self) -> int:
@@ -51,6 +59,15 @@ class SystemClock:
 
     def wait_for(self, event: threading.Event, timeout_s: float) -> bool:
         return event.wait(max(0.0, timeout_s))
+
+    def set_wall_ns(self, wall_ns: int) -> None:
+        try:
+            time.clock_settime_ns(time.CLOCK_REALTIME, wall_ns)
+        except PermissionError:
+            raise ClockError("cannot set the clock: trapd lacks CAP_SYS_TIME (the unit needs "
+                             "AmbientCapabilities=CAP_SYS_TIME)") from None
+        except OSError as exc:
+            raise ClockError(f"cannot set the clock: {exc.strerror or exc}") from None
 
 
 class VirtualClock:
@@ -80,6 +97,9 @@ class VirtualClock:
         self._wall_offset += delta_ns
         if synchronised is not None:
             self.synchronised = synchronised
+
+    def set_wall_ns(self, wall_ns: int) -> None:
+        self._wall_offset = wall_ns - self._now
 
     def call_at(self, t_ns: int, callback: Callable[[], None]) -> None:
         with self._lock:

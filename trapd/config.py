@@ -31,6 +31,7 @@ import yaml
 
 # Sections kept in their own modules, importable from here like the rest.
 from trapd.config_fleet import FleetConfig, SyncConfig, TelemetryConfig  # noqa: F401
+from trapd.config_setup import SetupConfig  # noqa: F401
 from trapd.config_operating import (  # noqa: F401
     POWER_MODES,
     WEEKDAYS,
@@ -418,9 +419,19 @@ class Config(_Section):
     schedule: ScheduleConfig = _section(ScheduleConfig)
     power: PowerConfig = _section(PowerConfig)
     fleet: FleetConfig = _section(FleetConfig)
+    setup: SetupConfig = _section(SetupConfig)
 
     def validate(self) -> list[Problem]:
-        return self._pre_trigger_problems() + self._burst_length_problems()
+        return (self._pre_trigger_problems() + self._burst_length_problems()
+                + self._button_pin_problems())
+
+    def _button_pin_problems(self) -> list[Problem]:
+        pin = self.setup.button_pin
+        users = {getattr(self.hardware, n): n for n in ("status_led_pin", "ir_lamp_pin", "pir_pin")}
+        if pin is None or pin not in users:
+            return []
+        return [Problem("setup.button_pin", None, pin,
+                        f"a GPIO pin not already used by hardware.{users[pin]}")]
 
     def _pre_trigger_problems(self) -> list[Problem]:
         buffer_count = self.hardware.camera.buffer_count
@@ -451,12 +462,20 @@ class Config(_Section):
 
 
 def _with_root_from(config: Config, base_dir: str | os.PathLike | None) -> Config:
-    """`config` with a relative storage.root joined to `base_dir` (None: unchanged)."""
-    root = config.storage.root
-    if base_dir is None or os.path.isabs(root):
+    """`config` with a relative storage.root (and setup's files) joined to
+    `base_dir` (None: unchanged)."""
+    if base_dir is None:
         return config
-    absolute = os.path.normpath(os.path.join(os.path.abspath(base_dir), root))
-    return dataclasses.replace(config, storage=dataclasses.replace(config.storage, root=absolute))
+
+    def absolute(path: str) -> str:
+        return path if os.path.isabs(path) else os.path.normpath(
+            os.path.join(os.path.abspath(base_dir), path))
+
+    setup = config.setup
+    return dataclasses.replace(
+        config, storage=dataclasses.replace(config.storage, root=absolute(config.storage.root)),
+        setup=dataclasses.replace(setup, secret_file=absolute(setup.secret_file),
+                                  link_socket=absolute(setup.link_socket)))
 
 
 def parse_config_lines(text: str, source: str = "config.yaml",

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -155,7 +157,11 @@ class Daemon:
         self.operation = OperationLog(trap.store, trap.clock)   # deployment and effort record
         self.operation.arm(config, *camera_identity(trap.station))
         self._stop = False
-        self._reload = False
+        self._reloads_asked = 0         # request_reload() calls so far
+        self._reloads_done = 0          # of those, how many a finished reload has answered
+        self._reloaded = threading.Condition()
+        self.last_reload = {"ok": True, "message": "running the config it started with"}
+        self._clock_steps: queue.SimpleQueue = queue.SimpleQueue()
         self.watchdog = Watchdog(watchdog_interval_ns(), trap.clock, sd_notify)
 
     def install_signal_handlers(self) -> None:
@@ -168,37 +174,73 @@ class Daemon:
         self.trap.wake()
 
     def request_reload(self, *_) -> None:
-        self._reload = True
+        self._reloads_asked += 1
+
+    def reload_and_report(self, timeout_s: float = 60.0) -> dict:
+        """request_reload, then wait (real time; an event in flight delays it)
+        for the outcome: {"ok", "message"} (check-config's lines on refusal)."""
+        if self.config_path is None:
+            return {"ok": False, "message": "this trap runs without a config file to reload"}
+        with self._reloaded:
+            self.request_reload()
+            wanted = self._reloads_asked
+            self.trap.wake()
+            if not self._reloaded.wait_for(lambda: self._reloads_done >= wanted, timeout_s):
+                return {"ok": False, "message": f"not applied within {timeout_s:g} s (an event "
+                                                "in flight?); it applies when the trap is free"}
+            return dict(self.last_reload)
+
+    def note_clock_step(self, step_ns: int, source: str, confirmed_by: str) -> None:
+        """The wall clock was just set (from another thread): recorded by the loop."""
+        self._clock_steps.put((self.trap.clock.wall_ns(), step_ns, source, confirmed_by))
+
+    def show_status_code(self) -> None:
+        """The trap's status on the LED for a few seconds (start-up, on demand)."""
+        if self.trap.status_led is not None:
+            from trapd.health_summary import led_status
+            self.trap.status_led.show_status(led_status(self.trap, self.config))
 
     def run(self, until: Callable[[], bool] = lambda: False) -> int:
         log.info("trapd running: station %s, deployment %s",
                  self.config.station.station_id, self.config.station.deployment_id)
         sd_notify("READY=1")
+        self.show_status_code()
         self.operation.beat(capture_state(self.trap))
         while not (self._stop or until() or self.trap.stop_requested):
             self.trap.step()
+            self._record_clock_steps()
             self.operation.beat(capture_state(self.trap))
             self.watchdog.tick(self.trap.last_frame_ns)
-            if self._reload and not self.trap.in_event:
-                self._reload = False
+            if self._reloads_asked != self._reloads_done and not self.trap.in_event:
+                asked = self._reloads_asked
                 self.reload()
+                with self._reloaded:
+                    self._reloads_done = asked
+                    self._reloaded.notify_all()
         sd_notify("STOPPING=1")
         self.trap.finish()
         self.operation.close()
         log.info("trapd stopped")
         return 0
 
+    def _record_clock_steps(self) -> None:
+        while not self._clock_steps.empty():
+            self.operation.clock_step(*self._clock_steps.get())
+
     def reload(self) -> bool:
         try:
             config = load_config(self.config_path)
         except ConfigError as exc:
             log.error("config reload refused, keeping the running config:\n%s", exc)
+            self.last_reload = {"ok": False, "message": f"{exc}\n{len(exc.problems)} problem(s) "
+                                f"in {self.config_path}; the running config is kept"}
             return False
         self.trap.reconfigure(config, station_info(config, self.trap.camera.model))
         if config.station.deployment_id != self.config.station.deployment_id:
             self.operation.arm(config, *camera_identity(self.trap.station))
         self.config = self.trap.config
         log.info("config reloaded from %s", self.config_path)
+        self.last_reload = {"ok": True, "message": f"config reloaded from {self.config_path}"}
         return True
 
 
@@ -212,14 +254,19 @@ def run(config_path: str | None) -> int:
                               "GPIOZERO_PIN_FACTORY=lgpio)") from exc
     daemon = Daemon(config_path, config, trap)
     daemon.install_signal_handlers()
-    fleet = None
+    fleet = setup = None
     try:
         if config.fleet.enabled:  # telemetry and sync in a background thread (trapd/fleet)
             from trapd.fleet.worker import start_fleet
             fleet = start_fleet(config, trap, config_path=config_path,
                                 request_reload=daemon.request_reload)
+        if config.setup.enabled:  # setup mode and the setup link (trapd/setup)
+            from trapd.setup.service import start_setup
+            setup = start_setup(daemon, hardware.pin_factory)
         return daemon.run()
     finally:
+        if setup:
+            setup.stop()
         if fleet:
             fleet.stop()
         close_trap(trap)

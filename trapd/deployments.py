@@ -46,6 +46,14 @@ CREATE TABLE IF NOT EXISTS deployments (
     end_wall_ns INTEGER,
     end_kind TEXT
 );
+CREATE TABLE IF NOT EXISTS clock_steps (
+    id INTEGER PRIMARY KEY,
+    deployment_id TEXT NOT NULL,
+    after_wall_ns INTEGER NOT NULL,
+    step_ns INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    confirmed_by TEXT
+);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
     deployment_id TEXT NOT NULL,
@@ -196,11 +204,41 @@ class OperationLog:
             "INSERT INTO runs (deployment_id, state, from_wall_ns, to_wall_ns) "
             "VALUES (?, ?, ?, ?)", (self._deployment_id, state, now, now)).lastrowid
 
+    def clock_step(self, after_wall_ns: int, step_ns: int, source: str, confirmed_by: str) -> None:
+        """The wall clock was set by `step_ns` (e.g. from the setup page, confirmed by
+        a person): recorded, and the current run ends where the old time stood, so
+        no run spans the step (the effort stays honest)."""
+        before = after_wall_ns - step_ns
+        run_id, deployment_id = self._run_id, self._deployment_id
+
+        def record(db: sqlite3.Connection) -> None:
+            if run_id is not None:
+                db.execute("UPDATE runs SET to_wall_ns = MAX(to_wall_ns, ?) WHERE id = ?",
+                           (before, run_id))
+            db.execute("INSERT INTO clock_steps (deployment_id, after_wall_ns, step_ns, source, "
+                       "confirmed_by) VALUES (?, ?, ?, ?, ?)",
+                       (deployment_id or "", after_wall_ns, step_ns, source, confirmed_by))
+
+        self._store.write_index(record)
+        self._state = None          # a new run from the new time
+        self._run_id = None
+
     def close(self) -> None:
         """The daemon stops: the current run lasts until now."""
         if self._state is not None:
             self._written_ns = 0
             self.beat(self._state)
+
+
+def clock_steps(store) -> list[dict]:
+    """The recorded wall-clock steps, oldest first."""
+    try:
+        rows = store.index.execute("SELECT deployment_id, after_wall_ns, step_ns, source, "
+                                   "confirmed_by FROM clock_steps ORDER BY id").fetchall()
+    except sqlite3.OperationalError:
+        return []
+    keys = ("deployment_id", "after_wall_ns", "step_ns", "source", "confirmed_by")
+    return [dict(zip(keys, row)) for row in rows]
 
 
 def end_deployment(store, deployment_id: str, wall_ns: int) -> bool:

@@ -131,6 +131,7 @@ class Operating:
         self._battery_checked_ns: int | None = None
         self._next_timelapse_ns: int | None = None
         self._window_cache: tuple[int, Window | None] | None = None
+        self._camera_on_until_ns = 0
 
     def reconfigure(self, config: Config) -> None:
         """A reloaded config (SIGHUP): schedule, power mode, night thresholds and
@@ -204,6 +205,14 @@ class Operating:
         self.lighting_changed_ns = 0
 
     # -- schedule and power --------------------------------------------------
+    def keep_camera_on(self, until_ns: int) -> None:
+        """Someone is watching the live view (the setup page): the camera runs
+        until `until_ns` (monotonic) even in standby or outside every window."""
+        self._camera_on_until_ns = max(self._camera_on_until_ns, until_ns)
+
+    def camera_kept_on(self) -> bool:
+        return self._clock.monotonic_ns() < self._camera_on_until_ns
+
     def mode(self) -> str:
         """streaming, standby or idle, now."""
         self._check_battery()

@@ -77,6 +77,10 @@ class Trap:
         self._next_reference_ns: int | None = None   # standby: next view of the empty scene
         # The newest frame's (SensorTimestamp, wall time, lores Y), for a remote preview.
         self.latest_view: tuple[int, int, object] | None = None
+        # Optional watchers (the setup link): each frame while its buffer is held,
+        # and each trigger with the event it opened or extended; both return at once.
+        self.frame_tap: Callable[[Frame], None] | None = None
+        self.on_trigger: Callable[[Trigger, str], None] | None = None
         self.references_taken = 0
         self._apply(config, station)
 
@@ -127,6 +131,8 @@ class Trap:
             return
         self.last_frame_ns = frame.sensor_timestamp_ns
         self.latest_view = (frame.sensor_timestamp_ns, frame.wall_ns, frame.lores_y)
+        if self.frame_tap:
+            self.frame_tap(frame)
         self._ring.hold = held_buffers(self.config, self.camera.buffers)
         if self.station.camera_model != self.camera.model:   # opened after a degraded start
             self.station = dataclasses.replace(self.station, camera_model=self.camera.model)
@@ -182,7 +188,7 @@ class Trap:
         """In standby or outside every window: camera stopped, wait for an edge,
         the next timelapse or a schedule change. True if no frame should be taken now."""
         mode = self.operating.mode()
-        if mode not in (STANDBY, IDLE) or self._closing:
+        if mode not in (STANDBY, IDLE) or self._closing or self.operating.camera_kept_on():
             self._ensure_running()
             return False
         if mode == IDLE:
@@ -297,6 +303,8 @@ class Trap:
         self._event = EventInFlight(record, trigger, 1 if timer else self.config.burst.frames,
                              self.sensors.read(), clock_synced)
         self.operating.event_started()
+        if self.on_trigger:
+            self.on_trigger(trigger, record.event_id)
         pre_trigger = [] if timer else self._ring.take_before(trigger.t_monotonic_ns)
         first_ns = pre_trigger[0].sensor_timestamp_ns if pre_trigger else trigger.t_monotonic_ns
         background = (self._ring.lores_before(first_ns)
@@ -319,6 +327,8 @@ class Trap:
             return
         event.frames_due = self.config.burst.frames
         event.tail = 0
+        if self.on_trigger:
+            self.on_trigger(trigger, event.record.event_id)
         fresh = trigger.t_monotonic_ns - event.last_edge_ns > self._interval_ns()
         event.last_edge_ns = trigger.t_monotonic_ns
         if not fresh:

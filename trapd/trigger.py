@@ -44,6 +44,9 @@ class PirTrigger:
         self.coalesced_edges = 0
         # Set on every rising edge: a stopped camera (standby) waits on it.
         self.edge = threading.Event()
+        # Called with every rising edge's Trigger, coalesced ones too (the setup
+        # page's walk test); each must return at once (the pin factory's thread).
+        self.edge_listeners: list = []
         try:
             self._device = DigitalInputDevice(
                 pin, pull_up=False, bounce_time=None, pin_factory=pin_factory
@@ -61,13 +64,16 @@ class PirTrigger:
         return bool(self._device.is_active)
 
     def _on_rising_edge(self) -> None:
+        edge = Trigger(PIR, self._clock.monotonic_ns(), self._clock.wall_ns())
         with self._pending_changed:
             if self._pending is not None:
                 self.coalesced_edges += 1
             else:
-                self._pending = Trigger(PIR, self._clock.monotonic_ns(), self._clock.wall_ns())
+                self._pending = edge
                 self._pending_changed.notify_all()
         self.edge.set()
+        for listener in self.edge_listeners:
+            listener(edge)
 
     def has_pending(self) -> bool:
         return self._pending is not None

@@ -1,0 +1,295 @@
+"""The daemon's side of setup (issue 18): setup mode, the per-trap secret and
+the setup link, over a real Unix socket to a real daemon loop on the simulator
+(virtual time, gpiozero's MockFactory)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import simplejpeg
+import yaml
+
+from conftest import Bench, config_dict
+from hw_sim.scenario import AnimalPass
+from trapd.config import load_config, parse_config
+from trapd.daemon import Daemon
+from trapd.deployments import clock_steps
+from trapd.errors import ConfigError
+from trapd.setup.link import LinkClient, LinkError
+from trapd.setup.secret import SecretError, create_secret, read_secret
+from trapd.setup.service import start_setup
+from trapd.storage import Store
+
+NS = 1_000_000_000
+BUTTON_PIN, LED_PIN = 22, 23
+
+
+def wait_until(predicate, what: str, timeout_s: float = 60.0):
+    """Poll (real time) until `predicate()` is true; fail naming `what`. Not a timing assert:
+    the limit only keeps a broken run from hanging."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"no {what} within {timeout_s:g} s"
+        time.sleep(0.01)
+    return value
+
+
+class LinkedTrap:
+    """A simulated trap whose daemon loop runs in a thread, serving the setup link."""
+
+    def __init__(self, tmp_path: Path, setup: dict | None = None, overrides: dict | None = None,
+                 animals=()) -> None:
+        # A short folder: a Unix socket's path is limited to 107 bytes.
+        self.folder = Path(tempfile.mkdtemp(prefix="trapd-link-"))
+        self.socket = self.folder / "setup.sock"
+        secret_file = self.folder / "secret"
+        self.secret = create_secret(secret_file)[0].encode()
+        settings = {"setup": {"enabled": True, "link_socket": str(self.socket),
+                              "secret_file": str(secret_file), "after_boot_s": 0,
+                              **(setup or {})},
+                    "hardware": {"status_led_pin": LED_PIN}, **(overrides or {})}
+        self.config_path = tmp_path / "config.yaml"
+        self.config_path.write_text(yaml.safe_dump(config_dict(tmp_path, settings)))
+        self.bench = Bench(tmp_path, settings, animals)
+        self.clock = self.bench.clock
+        self.daemon = Daemon(str(self.config_path), load_config(self.config_path), self.bench.trap)
+        self.setup = start_setup(self.daemon, self.bench.factory)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.daemon.run,
+                                        kwargs={"until": self._stop.is_set}, daemon=True)
+
+    def start(self) -> "LinkedTrap":
+        self._thread.start()
+        return self
+
+    def client(self, secret: bytes | None = None) -> LinkClient:
+        return LinkClient(self.socket, self.secret if secret is None else secret)
+
+    def pir_pulse_in(self, seconds: float) -> int:
+        """A PIR pulse `seconds` of virtual time from now; its monotonic time."""
+        return self.bench.pir_pulse_at(seconds)
+
+    def stop(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._thread.join(60)
+        self.setup.stop()
+        self.bench.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@pytest.fixture
+def linked(tmp_path):
+    traps = []
+
+    def make(**kwargs) -> LinkedTrap:
+        traps.append(LinkedTrap(tmp_path, **kwargs))
+        return traps[-1]
+
+    yield make
+    for trap in traps:
+        trap.stop()
+
+
+# -- the secret -------------------------------------------------------------------
+
+def test_the_secret_is_made_once_private_and_refused_when_others_can_read_it(tmp_path):
+    path = tmp_path / "setup-secret"
+    secret, made = create_secret(path)
+    assert made and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert create_secret(path) == (secret, False)           # printed again, not replaced
+    assert read_secret(path) == secret.encode()
+    path.chmod(0o644)
+    with pytest.raises(SecretError, match="readable by others .*chmod 600"):
+        read_secret(path)
+    with pytest.raises(SecretError, match="trapd setup --secret"):
+        read_secret(tmp_path / "none")
+
+
+def test_a_bad_setup_value_is_reported_with_its_line(tmp_path):
+    text = yaml.safe_dump(config_dict(tmp_path, {"setup": {"port": 70000}}), sort_keys=False)
+    line = next(n for n, l in enumerate(text.splitlines(), 1) if "port: 70000" in l)
+    with pytest.raises(ConfigError) as error:
+        parse_config(text, source="config.yaml")
+    assert f"config.yaml:{line}: setup.port = 70000: expected" in str(error.value)
+
+
+def test_the_setup_button_may_not_share_a_pin(tmp_path):
+    with pytest.raises(ConfigError, match="setup.button_pin = 17: expected a GPIO pin not "
+                                          "already used by hardware.pir_pin"):
+        parse_config(yaml.safe_dump(config_dict(tmp_path, {"setup": {"button_pin": 17}})))
+
+
+# -- the link ---------------------------------------------------------------------
+
+def test_a_wrong_secret_gets_nothing_and_a_missing_daemon_says_so(linked):
+    trap = linked().start()
+    with pytest.raises(LinkError, match="^setup link refused: wrong secret$"):
+        trap.client(b"not-the-secret")
+    assert trap.client().mode()["active"] is False
+    trap.stop()
+    with pytest.raises(LinkError, match="no daemon there"):
+        trap.client()
+
+
+def test_setup_mode_is_on_after_boot_then_off_when_its_time_is_up(linked):
+    trap = linked(setup={"after_boot_s": 120}).start()
+    client = trap.client()
+    mode = client.mode()
+    assert mode["active"] and mode["why"] == "boot"
+    assert mode["until_wall_ns"] > trap.clock.wall_ns()
+    booted_ns = trap.clock.monotonic_ns()
+    wait_until(lambda: not client.mode()["active"], "end of the boot session")
+    assert trap.clock.monotonic_ns() - booted_ns <= 120 * NS + NS   # ended by virtual time
+    assert client.mode() == {"active": False, "until_wall_ns": None, "why": None}
+
+
+def test_the_button_and_trapd_setup_open_setup_mode(linked):
+    trap = linked(setup={"button_pin": BUTTON_PIN, "session_s": 600}).start()
+    client = trap.client()
+    assert not client.mode()["active"]
+    button = trap.bench.factory.pin(BUTTON_PIN)
+    button.drive_low()                      # pressed (to ground)
+    button.drive_high()
+    assert client.mode()["why"] == "button"
+    assert trap.daemon.trap.status_led.status == "healthy"      # the LED showed the status code
+    assert client.open_setup(900)["why"] == "command"
+
+
+def test_a_pir_edge_arrives_by_long_poll_blinks_the_led_and_names_its_event(linked):
+    trap = linked(setup={"after_boot_s": 3600}).start()
+    client = trap.client()
+    led = trap.bench.factory.pin(LED_PIN)
+    assert client.edges(0, 0) == {"seq": 0, "edges": []}
+    lit_before = sum(s.state for s in led.states)
+    trap.pir_pulse_in(2.0)
+    answer = client.edges(0, 30)            # waits for the edge
+    assert answer["seq"] == 1 and answer["edges"][0]["seq"] == 1
+    assert answer["edges"][0]["wall_ns"] > 0
+    event_id = wait_until(lambda: client.edges(0, 0)["edges"][0]["event_id"], "event id of the edge")
+    finished = client.events(0, 30)["events"]
+    assert finished[0]["event_id"] == event_id and finished[0]["frames"] >= 5
+    assert finished[0]["kept"] == len(finished[0]["files"])     # an empty scene: the filter drops
+    wait_until(lambda: sum(s.state for s in led.states) > lit_before, "LED flash for the edge")
+
+
+def decoded(preview: dict) -> np.ndarray:
+    return simplejpeg.decode_jpeg(preview["jpeg"], colorspace="GRAY")[:, :, 0]
+
+
+def test_the_live_view_changes_as_an_animal_crosses(linked):
+    hare = AnimalPass(species="hare", enter_s=0, cross_s=120, height=0.4)
+    trap = linked(animals=(hare,)).start()
+    client = trap.client()
+    first = client.preview(max_width=320)
+    assert first["jpeg"].startswith(b"\xff\xd8")
+    assert decoded(first).shape == (240, 320) and first["night"] is False
+    a_minute_later = trap.clock.monotonic_ns() + 60 * NS
+    wait_until(lambda: trap.clock.monotonic_ns() > a_minute_later, "a minute of the scene")
+    second = client.preview(max_width=320)
+    assert second["seq"] > first["seq"] and second["wall_ns"] > first["wall_ns"]
+    difference = np.abs(decoded(second).astype(int) - decoded(first).astype(int))
+    assert difference.mean() > 1.0           # the hare moved: a different picture
+    overlay = first["overlay"]
+    x0, y0, x1, y1 = overlay["smallest_animal"]
+    assert 0 < x0 < x1 < 1 and 0 < y0 < y1 < 1 and abs((x0 + x1) / 2 - 0.5) < 1e-3
+
+
+def test_the_overlay_shows_the_filter_masks(linked):
+    trap = linked(overrides={"filter": {"masks": [[0.0, 0.0, 0.25, 0.5],
+                                                  [[0.5, 0.5], [1.0, 0.5], [0.75, 1.0]]]}}).start()
+    overlay = trap.client().preview()["overlay"]
+    assert overlay["masks"] == [[0.0, 0.0, 0.25, 0.5], [0.5, 0.5, 1.0, 1.0]]
+    assert overlay["mask_polygons"][1] == [[0.5, 0.5], [1.0, 0.5], [0.75, 1.0]]
+
+
+def test_a_pir_event_during_a_live_view_keeps_its_pre_trigger_frames(linked):
+    """The page never starves the trap: previews pulled in a loop the whole time."""
+    trap = linked(setup={"after_boot_s": 3600}, overrides={"filter": {"enabled": False}}).start()
+    client = trap.client()
+    pulling = threading.Event()
+    previews = []
+
+    def watch() -> None:
+        viewer = trap.client()
+        while not pulling.is_set():
+            previews.append(viewer.preview()["seq"])
+        viewer.close()
+
+    viewer = threading.Thread(target=watch, daemon=True)
+    viewer.start()
+    wait_until(lambda: len(previews) >= 3, "previews")
+    trap.pir_pulse_in(3.0)
+    event = client.events(0, 60)["events"][0]
+    pulling.set()
+    viewer.join(30)
+    report = wait_until(lambda: trap.bench.events and trap.bench.events[0], "the event's report")
+    pre = [f for f in report.frames if f.pre_trigger]
+    assert pre and all(f.file for f in pre if f.kept)
+    assert len(pre) == trap.bench.config.burst.pre_trigger_frames
+    assert event["files"] and len(previews) > 3 and previews == sorted(previews)
+
+
+def test_a_standby_trap_streams_while_the_view_is_watched(linked):
+    trap = linked(overrides={"power": {"mode": "standby"}}).start()
+    camera = trap.daemon.trap.camera
+    wait_until(lambda: not camera.running, "standby (camera stopped)")
+    assert trap.client().preview()["jpeg"]
+    assert camera.running or trap.daemon.trap.operating.camera_kept_on()
+
+
+def test_set_clock_shifts_the_trap_clock_and_records_a_step(linked):
+    trap = linked(setup={"after_boot_s": 3600}).start()
+    client = trap.client()
+    wanted = trap.clock.wall_ns() + 3600 * NS
+    step = client.set_clock(wanted, "technician A. Ranger")["step_ns"]
+    assert 3500 * NS < step <= 3600 * NS         # an hour, less the virtual time in between
+    assert trap.clock.wall_ns() >= wanted
+    trap.stop()
+    store = Store(trap.bench.config.storage.root, 0, recover=False)
+    try:
+        steps = clock_steps(store)
+    finally:
+        store.close()
+    assert [(s["step_ns"], s["source"], s["confirmed_by"]) for s in steps] == [
+        (step, "setup page", "technician A. Ranger")]
+
+
+def test_reload_refuses_a_bad_config_with_check_configs_message_and_applies_a_good_one(linked):
+    trap = linked().start()
+    client = trap.client()
+    good = trap.config_path.read_text()
+    trap.config_path.write_text(good.replace("frames: 5", "frames: many", 1))
+    line = next(n for n, l in enumerate(trap.config_path.read_text().splitlines(), 1)
+                if "frames: many" in l)
+    answer = client.reload()
+    assert not answer["ok"]
+    assert f"{trap.config_path}:{line}: burst.frames = 'many': expected" in answer["message"]
+    assert trap.daemon.trap.config.burst.frames == 5
+    trap.config_path.write_text(good.replace("frames: 5", "frames: 7", 1))
+    assert client.reload() == {"ok": True, "message": f"config reloaded from {trap.config_path}"}
+    assert trap.daemon.trap.config.burst.frames == 7
+
+
+def test_health_gives_the_page_and_status_the_same_block(linked):
+    trap = linked(overrides={"filter": {"enabled": False}}).start()     # every frame kept
+    trap.pir_pulse_in(1.0)
+    client = trap.client()
+    client.events(0, 60)
+    health = client.health()
+    assert health["station_id"] == trap.bench.config.station.station_id
+    assert health["deployment_start"] and health["clock_synced"] is True
+    assert health["images_not_offloaded"] >= 1 and health["days_left"] is not None
+    assert health["images_not_synced"] is None and health["fleet_link"] == "off"
+    assert health["battery_trend_v_per_day"] is None        # no battery history without telemetry
+    assert health["last_events"][0]["files"] and health["led_status"] == "healthy"
+    assert health["day_night"] == "day" and health["power_mode"] == "streaming"
