@@ -293,3 +293,72 @@ def test_health_gives_the_page_and_status_the_same_block(linked):
     assert health["battery_trend_v_per_day"] is None        # no battery history without telemetry
     assert health["last_events"][0]["files"] and health["led_status"] == "healthy"
     assert health["day_night"] == "day" and health["power_mode"] == "streaming"
+
+
+# -- the commands -------------------------------------------------------------------
+
+def test_trapd_setup_secret_prints_the_secret_and_trapd_setup_opens_setup_mode(linked, capsys):
+    from trapd.cli import main
+    trap = linked()
+    trap.start()
+    assert main(["setup", "--config", str(trap.config_path), "--secret"]) == 0
+    assert capsys.readouterr().out.strip() == trap.secret.decode()
+    assert main(["setup", "--config", str(trap.config_path), "--minutes", "5"]) == 0
+    assert "setup mode on until" in capsys.readouterr().out
+    mode = trap.client().mode()
+    assert mode["active"] and mode["why"] == "command"
+    assert mode["until_wall_ns"] - trap.clock.wall_ns() <= 300 * NS
+
+
+def test_trapd_setup_says_when_setup_is_off_or_the_daemon_is_not_there(tmp_path, capsys):
+    from trapd.cli import main
+    from conftest import write_config
+    off = write_config(tmp_path / "off.yaml", tmp_path)
+    assert main(["setup", "--config", str(off)]) == 1
+    assert "setup.enabled: false" in capsys.readouterr().err
+    folder = Path(tempfile.mkdtemp(prefix="trapd-link-"))
+    create_secret(folder / "secret")
+    on = write_config(tmp_path / "on.yaml", tmp_path, {"setup": {
+        "enabled": True, "secret_file": str(folder / "secret"), "link_socket": str(folder / "s")}})
+    assert main(["setup", "--config", str(on)]) == 1
+    assert "no daemon there" in capsys.readouterr().err
+    shutil.rmtree(folder)
+
+
+def test_trapd_status_prints_the_health_block(linked, capsys):
+    from trapd.cli import main
+    trap = linked(overrides={"filter": {"enabled": False}}).start()
+    trap.pir_pulse_in(1.0)
+    trap.client().events(0, 60)
+    assert main(["status", "--config", str(trap.config_path)]) == 0
+    out = capsys.readouterr().out
+    assert "health: " in out and "days left" in out and "fleet link: off" in out
+    assert "E000001" in out
+    assert main(["status", "--config", str(trap.config_path), "--json"]) == 0
+    import json
+    health = json.loads(capsys.readouterr().out)["health"]
+    assert health["deployment_id"] == trap.bench.config.station.deployment_id
+    assert health["last_events"][0]["files"]
+
+
+def test_the_system_clock_says_why_it_cannot_be_set(monkeypatch):
+    from trapd.clock import ClockError, SystemClock
+
+    def refused(clock_id, ns):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(time, "clock_settime_ns", refused)
+    with pytest.raises(ClockError, match="cannot set the clock: .*CAP_SYS_TIME"):
+        SystemClock().set_wall_ns(time.time_ns())
+
+
+def test_set_clock_refused_by_the_system_leaves_no_step(linked, monkeypatch):
+    from trapd.clock import ClockError
+    trap = linked().start()
+
+    def refused(wall_ns):
+        raise ClockError("cannot set the clock: trapd may not")
+
+    monkeypatch.setattr(trap.clock, "set_wall_ns", refused)
+    with pytest.raises(LinkError, match="^cannot set the clock: trapd may not$"):
+        trap.client().set_clock(trap.clock.wall_ns(), "someone")

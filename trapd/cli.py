@@ -149,6 +149,8 @@ def _parser() -> argparse.ArgumentParser:
     add_init(commands)
     from trapd.cli_setup_page import add_parser as add_setup_page
     add_setup_page(commands)
+    from trapd.cli_setup import add_parser as add_setup
+    add_setup(commands)
 
     walk = commands.add_parser("walktest", help="blink the status LED and print each PIR edge "
                                "(aim the sensor)")
@@ -323,6 +325,7 @@ def _status(args) -> int:
     finally:
         store.close()
     status.update(_station_now(config))
+    status["health"] = _health(config, status["root"], status["sensors"])
     if args.json:
         print(json.dumps(status, indent=1))
         return EXIT_OK
@@ -345,7 +348,19 @@ def _status(args) -> int:
         print(f"  last repair: {status['repairs'][-1]['what']}")
     print(f"  sensors: {_readings_text(status['sensors'])}")
     print(f"  schedule: {status['schedule']}")
+    from trapd.health_summary import summary_lines
+    print("\n".join(summary_lines(status["health"])))
     return EXIT_OK
+
+
+def _health(config, root: str, readings: dict) -> dict:
+    """The health block the setup page shows (trapd/health_summary.py)."""
+    from trapd.health_summary import health_summary, now_from_files
+    from trapd.sensors import SensorReadings
+    from trapd.timekeeping import kernel_clock_synchronised
+    now = now_from_files(config, root, time.time_ns(), kernel_clock_synchronised(),
+                         SensorReadings(**readings))
+    return health_summary(config, root, now)
 
 
 def _station_now(config) -> dict:

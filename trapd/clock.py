@@ -64,8 +64,9 @@ class SystemClock:
         try:
             time.clock_settime_ns(time.CLOCK_REALTIME, wall_ns)
         except PermissionError:
-            raise ClockError("cannot set the clock: trapd lacks CAP_SYS_TIME (the unit needs "
-                             "AmbientCapabilities=CAP_SYS_TIME)") from None
+            raise ClockError("cannot set the clock: trapd may not (it needs CAP_SYS_TIME; "
+                             "trapd.service forbids it with ProtectClock=yes: see docs/setup.md)"
+                             ) from None
         except OSError as exc:
             raise ClockError(f"cannot set the clock: {exc.strerror or exc}") from None
 

@@ -219,6 +219,7 @@ class Daemon:
                     self._reloaded.notify_all()
         sd_notify("STOPPING=1")
         self.trap.finish()
+        self._record_clock_steps()
         self.operation.close()
         log.info("trapd stopped")
         return 0
