@@ -5,26 +5,26 @@ of each state goes to build/screenshots/setup-page/."""
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import REPO, write_config
 from requirements import missing
-from setup_fakes import FakeDaemon, FakeLinkClient
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SCREENSHOTS = REPO / "build" / "screenshots" / "setup-page"
-SECRET = "abcde-fghij-kmnpq-rstuv-wxyz2"
 EDGE_LATENCY_LIMIT_MS = 500       # the issue: each PIR edge on the page within half a second
 WAIT_S = 10
 
@@ -70,39 +70,87 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class PageUnderTest:
-    """`trapd setup-page`'s server and supervisor on a thread, with a fake daemon."""
+def walk_test_scenario(path: Path) -> Path:
+    """Daylight, an animal crossing every 6 s for 10 minutes: the scene keeps changing
+    and the PIR keeps firing."""
+    animals = [{"species": "leopard", "enter_s": 3 + 6 * i, "cross_s": 2.5, "height": 0.3,
+                "y": 0.8, "direction": "right" if i % 2 else "left"} for i in range(100)]
+    path.write_text(yaml.safe_dump({
+        "name": "walk-test", "description": "a technician walking past the PIR",
+        "duration_s": 600, "seed": 18, "start_time": "2026-11-26T10:00:00+10:00",
+        "conditions": [{"from_s": 0, "light": "day", "wind": 0.3}],
+        "animals": animals, "pir": {"delay_s": 0.25, "hold_s": 1.0, "zone": [0.1, 0.9]}}))
+    return path
 
-    def __init__(self, tmp_path: Path) -> None:
-        from trapd.setup.app import create_app
-        from trapd.setup.server import PageServer, serve_while_setup_mode
+
+class TrapUnderTest:
+    """The daemon on the simulator (`trapd sim --realtime`, serving the setup link)
+    and `trapd setup-page`, each its own process, as on a trap."""
+
+    def __init__(self, tmp_path: Path, after_boot_s: int = 1800) -> None:
+        from trapd.setup.secret import create_secret
 
         self.storage = tmp_path / "storage"
-        self.config_path = write_config(tmp_path / "config.yaml", tmp_path)
-        self.original = self.config_path.read_text()
-        self.daemon = FakeDaemon(self.config_path)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        connect = lambda: FakeLinkClient(self.daemon)          # noqa: E731
-        self.server = PageServer(lambda: create_app(str(self.config_path), SECRET.encode(),
-                                                    connect), "127.0.0.1", self.port)
-        self.stop = threading.Event()
-        client = FakeLinkClient(self.daemon)
-        self.thread = threading.Thread(target=serve_while_setup_mode,
-                                       args=(self.server, client.mode, self.stop, 0.2))
-        self.thread.start()
-        assert wait_until(lambda: port_open(self.port)), "the page did not open"
+        self.socket = tmp_path / "setup.sock"
+        self.secret, _ = create_secret(tmp_path / "setup-secret")
+        setup = {"enabled": True, "bind_address": "127.0.0.1", "port": self.port,
+                 "after_boot_s": after_boot_s, "secret_file": str(tmp_path / "setup-secret"),
+                 "link_socket": str(self.socket)}
+        self.config_path = write_config(tmp_path / "config.yaml", tmp_path, {"setup": setup})
+        self.original = self.config_path.read_text()
+        self.report = tmp_path / "report.json"
+        scenario = walk_test_scenario(tmp_path / "walk-test.yaml")
+        self.sim = self._start("sim", scenario, "--realtime", "--report", self.report,
+                               log=tmp_path / "sim.log")
+        self.page = self._start("setup-page", log=tmp_path / "page.log")
+        assert wait_until(self.socket.exists, 30), (tmp_path / "sim.log").read_text()
+        if after_boot_s:
+            assert wait_until(lambda: port_open(self.port)), (tmp_path / "page.log").read_text()
 
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(15)
+    def _start(self, command, *args, log: Path) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "trapd.cli", command, *map(str, args),
+                                 "--config", str(self.config_path)],
+                                stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+    def link(self):
+        from trapd.setup.link import LinkClient
+        return LinkClient(self.socket, self.secret.encode())
+
+    def clock_steps(self) -> list[tuple]:
+        db = sqlite3.connect(f"file:{self.storage / 'queue.db'}?mode=ro", uri=True)
+        try:
+            return db.execute("SELECT step_ns, source, confirmed_by FROM clock_steps "
+                              "ORDER BY id").fetchall()
+        finally:
+            db.close()
+
+    def stop(self) -> dict | None:
+        """Stop both (as systemd would, SIGTERM); the sim's scored report."""
+        for process in (self.page, self.sim):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in (self.page, self.sim):
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        return json.loads(self.report.read_text()) if self.report.exists() else None
 
 
 @pytest.fixture
 def page(tmp_path):
-    p = PageUnderTest(tmp_path)
-    yield p
-    p.close()
+    trap = TrapUnderTest(tmp_path)
+    yield trap
+    trap.stop()
+
+
+@pytest.fixture
+def closed_page(tmp_path):
+    trap = TrapUnderTest(tmp_path, after_boot_s=0)
+    yield trap
+    trap.stop()
 
 
 def port_open(port: int) -> bool:
@@ -127,11 +175,11 @@ def screenshot(driver, name: str) -> None:
     driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
 
 
-def log_in(driver, page, secret: str = SECRET) -> None:
+def log_in(driver, page, secret: str | None = None) -> None:
     from selenium.webdriver.common.by import By
     driver.delete_all_cookies()
     driver.get(page.url + "/login")
-    driver.find_element(By.ID, "secret").send_keys(secret)
+    driver.find_element(By.ID, "secret").send_keys(secret or page.secret)
     driver.find_element(By.ID, "login").click()
 
 
@@ -180,7 +228,7 @@ def test_without_the_secret_the_page_gives_nothing_but_the_login_form(page, brow
                                  {"Content-Type": "application/json"})
         assert status == 401, (method, path, status)
         assert b"LOL-A017" not in body and b"station" not in body.lower()
-    assert page.daemon.clock_steps == [] and page.daemon.reloads == []
+    assert page.clock_steps() == [] and page.config_path.read_text() == page.original
     browser.delete_all_cookies()
     browser.get(page.url + "/")
     element(browser, "#secret")
@@ -195,55 +243,61 @@ def test_without_the_secret_the_page_gives_nothing_but_the_login_form(page, brow
     assert statuses == [401, 401, 401]
 
 
+def canvas_seq(browser) -> int:
+    return int(browser.find_element("id", "view").get_attribute("data-seq") or 0)
+
+
 def test_with_the_secret_the_live_view_changes_as_the_scene_changes(page, browser):
     log_in(browser, page)
     element(browser, "canvas#view[data-seq]")
     first = browser.execute_script("return document.getElementById('view').toDataURL()")
-    seq = int(browser.find_element("id", "view").get_attribute("data-seq"))
-    assert wait_until(lambda: int(browser.find_element("id", "view").get_attribute("data-seq"))
-                      >= seq + 2)
+    seq = canvas_seq(browser)
+    assert wait_until(lambda: canvas_seq(browser) >= seq + 2)
     second = browser.execute_script("return document.getElementById('view').toDataURL()")
     assert first != second
     cookie = browser.get_cookie("trapd_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
-    assert "LOL-A017" in element(browser, "#title").text or wait_until(
-        lambda: "LOL-A017" in text_of(browser, "title"))
+    assert wait_until(lambda: "LOL-A017" in text_of(browser, "title"))
+    browser.execute_script("document.getElementById('live').scrollIntoView()")
     screenshot(browser, "02-live-view")
 
 
-def test_a_pir_edge_shows_on_the_page_within_half_a_second(page, browser, tmp_path):
+def test_a_pir_edge_shows_on_the_page_within_half_a_second(page, browser):
+    """Measured in the page: the edge's time on the trap's clock (the simulator's runs
+    at wall-clock pace on this machine's clock) against the time the page shows it."""
     log_in(browser, page)
     element(browser, "body[data-stream=open]")
-    time.sleep(0.5)                         # the page's stream is subscribed
-    latencies = []
-    for _ in range(5):
-        edge = page.daemon.pir_edge()
-        shown = element(browser, f"#edges li[data-seq='{edge['seq']}'][data-shown-ms]")
-        latencies.append(int(shown.get_attribute("data-shown-ms")) - edge["wall_ns"] / 1e6)
-        time.sleep(0.3)
+    shown = [element(browser, f"#edges li:nth-last-child({n})[data-shown-ms]", 30)
+             for n in range(1, 6)]        # the first five edges the scenario fires
+    latencies = [int(li.get_attribute("data-shown-ms")) - int(li.get_attribute("data-wall-ns")) / 1e6
+                 for li in shown]
     print(f"edge to DOM (ms): {', '.join(f'{ms:.0f}' for ms in latencies)}")
     assert max(latencies) < EDGE_LATENCY_LIMIT_MS, latencies
-    files = _stored_jpegs(page.storage, 3)
-    page.daemon.finish_event("E000042", files, frames=6)
-    element(browser, "div.event[data-event-id=E000042] img")
+    assert min(latencies) > -50           # one clock: an edge is never shown before it happened
+    element(browser, "div.event img", 30)
     assert wait_until(lambda: browser.execute_script(
-        "return [...document.querySelectorAll('div.event img')].every("
-        "  (i) => i.complete && i.naturalWidth > 0)"))
+        "const imgs = [...document.querySelectorAll('div.event img')];"
+        "return imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 0)"))
+    browser.execute_script("document.getElementById('walk').scrollIntoView()")
     screenshot(browser, "03-walk-test")
 
 
-def _stored_jpegs(storage: Path, count: int) -> list[str]:
-    import cv2
-    import numpy as np
-    folder = storage / "images" / "2026-12-03"
-    folder.mkdir(parents=True, exist_ok=True)
-    names = []
-    for i in range(count):
-        image = np.zeros((480, 640, 3), np.uint8)
-        image[:, :, i % 3] = 200
-        cv2.imwrite(str(folder / f"LOL-A017_20261203_101500_E42_{i:02d}.jpg"), image)
-        names.append(f"images/2026-12-03/LOL-A017_20261203_101500_E42_{i:02d}.jpg")
-    return names
+def test_a_pir_event_during_the_live_view_keeps_its_pre_trigger_frames(page, browser):
+    """The page watching never starves the trap: events while it polls the view
+    are stored with the frames from before the PIR edge."""
+    log_in(browser, page)
+    element(browser, "canvas#view[data-seq]")
+    assert wait_until(lambda: len(browser.find_elements("css selector", "div.event")) >= 2, 30)
+    seq = canvas_seq(browser)
+    assert wait_until(lambda: canvas_seq(browser) >= seq + 8)        # still a live view
+    seen = [d.get_attribute("data-event-id") for d in browser.find_elements("css selector", "div.event")]
+    report = page.stop()
+    events = {e["event_id"]: e for e in report["events"]}
+    for event_id in seen:                 # each finished while the page was watching
+        pre = [f for f in events[event_id]["frames"] if f["pre_trigger"]]
+        assert len(pre) == 2, (event_id, len(pre))                 # burst.pre_trigger_frames
+        assert any(f["kept"] and f["file"] for f in events[event_id]["frames"])
+    assert report["summary"]["animal_events_lost"] == 0
 
 
 def _set_config_text(browser, text: str) -> None:
@@ -261,12 +315,15 @@ def _check_config_lines(text: str, as_path: Path, tmp_path: Path) -> list[str]:
     return [line.replace(str(other), str(as_path)) for line in result.stdout.splitlines()[:-1]]
 
 
+def _config_loaded(browser) -> bool:
+    return "station:" in browser.execute_script(
+        "return document.getElementById('config-text').value")
+
+
 def test_a_config_edit_with_an_error_shows_check_configs_message_and_changes_nothing(
         page, browser, tmp_path):
     log_in(browser, page)
-    element(browser, "#config-text")
-    assert wait_until(lambda: "station:" in browser.execute_script(
-        "return document.getElementById('config-text').value"))
+    assert wait_until(lambda: _config_loaded(browser))
     bad = page.original.replace("pir_pin: 17", "pir_pin: 99")
     assert bad != page.original
     _set_config_text(browser, bad)
@@ -280,48 +337,50 @@ def test_a_config_edit_with_an_error_shows_check_configs_message_and_changes_not
     assert f"config.yaml:{line}:" in shown[0] and problem.get_attribute("data-line") == str(line)
     assert page.config_path.read_text() == page.original
     assert not page.config_path.with_name("config.yaml.previous").exists()
-    assert page.daemon.reloads == [] and page.daemon.config.hardware.pir_pin == 17
+    assert page.link().health()["deployment_id"] == "LOL-A017-2026-11"
     problem.click()                         # takes the technician to the line
     screenshot(browser, "04-config-error")
 
 
 def test_a_good_config_edit_is_written_keeping_the_previous_file_and_reloaded(page, browser):
     log_in(browser, page)
-    assert wait_until(lambda: "station:" in browser.execute_script(
-        "return document.getElementById('config-text').value"))
+    assert wait_until(lambda: _config_loaded(browser))
     text = browser.execute_script("return document.getElementById('config-text').value")
-    good = text.replace("uncertainty_m: 10", "uncertainty_m: 25")
+    good = text.replace("deployment_id: LOL-A017-2026-11", "deployment_id: LOL-A017-2026-12")
     assert good != text
     _set_config_text(browser, good)
     browser.find_element("id", "check-config").click()
     assert wait_until(lambda: "no problem" in text_of(browser, "config-result"))
     browser.find_element("id", "apply-config").click()
     accept_dialog(browser)
-    assert wait_until(lambda: "Reload: applied" in text_of(browser, "config-result"))
+    assert wait_until(lambda: "Reload: applied" in text_of(browser, "config-result"), 60)
     assert page.config_path.read_text() == good
     assert page.config_path.with_name("config.yaml.previous").read_text() == page.original
-    assert page.daemon.config.station.location.uncertainty_m == 25
+    assert page.link().health()["deployment_id"] == "LOL-A017-2026-12"      # running it
+    browser.execute_script("document.getElementById('config').scrollIntoView()")
     screenshot(browser, "05-config-applied")
 
 
 def test_setting_the_clock_from_the_page_records_a_step(page, browser):
+    page.link().set_clock(time.time_ns() - 93 * 10**9, "test: a trap 93 s slow")
     log_in(browser, page)
     assert wait_until(lambda: "behind" in text_of(browser, "clock-offset"))
     offset = float(browser.find_element("id", "clock-offset").get_attribute("data-offset-s"))
-    assert -94 < offset < -92                     # the fake trap runs 93 s slow
-    assert "NOT synchronised" in text_of(browser, "health")
-    screenshot(browser, "06-health-clock-unsynchronised")
-    before = time.time_ns()
+    assert -94 < offset < -92
+    browser.execute_script("document.getElementById('health-block').scrollIntoView()")
+    screenshot(browser, "06-health-clock-behind")
     browser.find_element("id", "set-clock").click()
     accept_dialog(browser)
     assert wait_until(lambda: "Clock set" in text_of(browser, "clock-result"))
-    [step] = page.daemon.clock_steps
-    assert before - 1e9 < step["wall_ns"] < time.time_ns() + 1e9
-    assert step["confirmed_by"] == "setup page"
+    assert wait_until(lambda: len(page.clock_steps()) == 2)
+    step_ns, source, confirmed_by = page.clock_steps()[-1]
+    assert 92e9 < step_ns < 94e9 and source == "setup page" and confirmed_by == "setup page"
+    assert wait_until(lambda: "matches" in text_of(browser, "clock-offset"), 15)
     screenshot(browser, "07-clock-set")
 
 
 def test_the_phones_gps_fills_the_station_position(page, browser):
+    from trapd.config import load_config
     log_in(browser, page)
     element(browser, "#use-gps")
     browser.execute_cdp_cmd("Browser.grantPermissions",
@@ -332,17 +391,17 @@ def test_the_phones_gps_fills_the_station_position(page, browser):
     assert wait_until(lambda: browser.find_element("id", "accuracy").get_attribute("value"))
     browser.find_element("id", "save-position").click()
     accept_dialog(browser)
-    assert wait_until(lambda: "Reload: applied" in text_of(browser, "position-result"))
-    location = page.daemon.config.station.location
+    assert wait_until(lambda: "Reload: applied" in text_of(browser, "position-result"), 60)
+    location = load_config(page.config_path).station.location
     assert (location.latitude, location.longitude, location.uncertainty_m) == (43.20731, 131.512345, 8)
+    browser.execute_script("document.getElementById('position').scrollIntoView()")
     screenshot(browser, "08-position")
 
 
-def test_the_page_is_unreachable_when_setup_mode_is_off(page, browser):
-    log_in(browser, page)
-    element(browser, "canvas#view[data-seq]")
-    page.daemon.active = False
-    assert wait_until(lambda: not port_open(page.port)), "the port stayed open"
+def test_the_page_is_unreachable_when_setup_mode_is_off(closed_page, browser):
+    page = closed_page
+    time.sleep(2)                            # the page has asked the daemon: off
+    assert page.link().mode()["active"] is False
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", page.port), timeout=2)
     from selenium.common.exceptions import WebDriverException
@@ -353,5 +412,8 @@ def test_the_page_is_unreachable_when_setup_mode_is_off(page, browser):
         source = str(exc)
     assert "ERR_CONNECTION_REFUSED" in source
     screenshot(browser, "09-setup-mode-off")
-    page.daemon.active = True
-    assert wait_until(lambda: port_open(page.port)), "setup mode on again: the page reopens"
+    page.link().open_setup(6)                # what `trapd setup` does
+    assert wait_until(lambda: port_open(page.port)), "setup mode on: the page opens"
+    log_in(browser, page)
+    element(browser, "canvas#view[data-seq]")
+    assert wait_until(lambda: not port_open(page.port), 15), "setup mode over: the page closes"

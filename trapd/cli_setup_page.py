@@ -5,17 +5,9 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import threading
-from pathlib import Path
-
-from trapd.errors import TrapdError
 
 log = logging.getLogger("trapd.setup.page")
-
-
-class SetupPageError(TrapdError, RuntimeError):
-    """The page cannot be served (off in the config, no secret)."""
 
 
 def add_parser(commands) -> None:
@@ -29,39 +21,20 @@ def add_parser(commands) -> None:
     p.set_defaults(handler=main)
 
 
-def read_secret(path: str) -> bytes:
-    """The per-trap secret as the daemon's link reads it."""
-    try:
-        from trapd.setup.secret import read_secret as daemon_read_secret
-    except ImportError:         # the daemon side is not in this tree yet: the file's bytes
-        data = Path(path).read_bytes().strip()
-    else:
-        data = daemon_read_secret(path)
-    if not data:
-        raise SetupPageError(f"the setup secret {path} is empty: run `trapd setup --secret`")
-    return data
-
-
 def _settings(args, config) -> dict:
     """Each page setting from its option, else from the config's setup section."""
-    setup = getattr(config, "setup", None)
-    chosen = {"bind": args.bind, "port": args.port, "secret_file": args.secret_file,
-              "link_socket": args.link_socket}
-    from_config = {"bind": "bind_address", "port": "port", "secret_file": "secret_file",
-                   "link_socket": "link_socket"}
-    for name, key in from_config.items():
-        if chosen[name] is None and setup is not None:
-            chosen[name] = getattr(setup, key)
-        if chosen[name] is None:
-            raise SetupPageError(f"no {key}: give --{name.replace('_', '-')} or set setup.{key}")
-    chosen["enabled"] = setup is None or setup.enabled
-    return chosen
+    setup = config.setup
+    return {"enabled": setup.enabled,
+            "bind": args.bind or setup.bind_address, "port": args.port or setup.port,
+            "secret_file": args.secret_file or setup.secret_file,
+            "link_socket": args.link_socket or setup.link_socket}
 
 
 def main(args) -> int:
     from trapd.config import DEFAULT_CONFIG_PATH, load_config
     from trapd.setup.app import create_app
     from trapd.setup.linkpool import LinkPool
+    from trapd.setup.secret import read_secret
     from trapd.setup.server import PageServer, serve_while_setup_mode
 
     config_path = args.config or str(DEFAULT_CONFIG_PATH)
@@ -69,12 +42,7 @@ def main(args) -> int:
     if not settings["enabled"]:
         print("trapd: the setup page is off (setup.enabled: false in the config)")
         return 0
-    try:
-        secret = read_secret(settings["secret_file"])
-    except OSError as exc:
-        raise SetupPageError(f"cannot read the setup secret {settings['secret_file']}: "
-                             f"{exc.strerror or exc} (make it with `trapd setup --secret`)"
-                             ) from None
+    secret = read_secret(settings["secret_file"])     # SecretError: one line, exit 1
     connect = _link_connector(settings["link_socket"], secret)
     server = PageServer(lambda: create_app(config_path, secret, connect),
                         settings["bind"], settings["port"])
@@ -91,7 +59,3 @@ def main(args) -> int:
 def _link_connector(socket_path: str, secret: bytes):
     from trapd.setup.link import LinkClient
     return lambda: LinkClient(socket_path, secret)
-
-
-if __name__ == "__main__":
-    sys.exit(main(None))

@@ -11,46 +11,31 @@ from typing import Callable
 
 import anyio
 
+from trapd.setup.link import LinkError
+
 log = logging.getLogger("trapd.setup.page")
 
-try:
-    from trapd.setup.link import LinkError
-except ImportError:            # the daemon's side of the link is not in this tree yet
-    class LinkError(Exception):  # type: ignore[no-redef]
-        """The daemon is not there, or the secret is wrong."""
-
 LONG_POLL_S = 2.0      # short, so a stopping page waits little for its last poll
-MAX_IDLE_CLIENTS = 4
 QUEUE_LENGTH = 200     # items a slow page may fall behind before it loses some
 RETRY_S = 1.0
 
 
 class LinkPool:
-    """LinkClients made on demand, one per call in flight (a client is one socket,
-    not to be shared between threads), kept for reuse when the call worked."""
+    """One LinkClient (thread-safe: a connection per call in flight), made when
+    first needed and made again after the daemon was not there."""
 
     def __init__(self, connect: Callable[[], object]) -> None:
         self._connect = connect
-        self._idle: list = []
+        self._client = None
         self._lock = threading.Lock()
 
     def call(self, name: str, *args):
-        """Blocking: LinkClient.<name>(*args)."""
+        """Blocking: LinkClient.<name>(*args); LinkError when the daemon is not there."""
         with self._lock:
-            client = self._idle.pop() if self._idle else None
-        if client is None:
-            client = self._connect()
-        try:
-            result = getattr(client, name)(*args)
-        except BaseException:
-            _close(client)
-            raise
-        with self._lock:
-            if len(self._idle) < MAX_IDLE_CLIENTS:
-                self._idle.append(client)
-                return result
-        _close(client)
-        return result
+            if self._client is None:
+                self._client = self._connect()     # LinkError if no daemon answers
+            client = self._client
+        return getattr(client, name)(*args)
 
     async def acall(self, name: str, *args):
         """LinkClient.<name>(*args) on a worker thread, for a request handler."""
@@ -58,16 +43,9 @@ class LinkPool:
 
     def close(self) -> None:
         with self._lock:
-            idle, self._idle = self._idle, []
-        for client in idle:
-            _close(client)
-
-
-def _close(client) -> None:
-    try:
-        client.close()
-    except Exception:          # closing a broken socket may fail; it is going anyway
-        pass
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
 
 class Streams:

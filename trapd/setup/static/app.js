@@ -37,9 +37,15 @@ function drawOverlay(ctx, w, h, overlay, night) {
   if ($("show-overlay").checked && overlay) {
     ctx.fillStyle = "rgba(40, 40, 40, 0.55)";
     ctx.strokeStyle = "#bbb";
-    for (const [x0, y0, x1, y1] of overlay.masks || []) {
-      ctx.fillRect(x0 * w, y0 * h, (x1 - x0) * w, (y1 - y0) * h);
-      ctx.strokeRect(x0 * w, y0 * h, (x1 - x0) * w, (y1 - y0) * h);
+    // the masks' own polygons where the daemon sends them, else their boxes
+    const polygons = overlay.mask_polygons || (overlay.masks || []).map(
+      ([x0, y0, x1, y1]) => [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]);
+    for (const polygon of polygons) {
+      ctx.beginPath();
+      polygon.forEach(([x, y], i) => (i ? ctx.lineTo(x * w, y * h) : ctx.moveTo(x * w, y * h)));
+      ctx.closePath();
+      ctx.fill();
+      ctx.stroke();
     }
     const box = overlay.smallest_animal;
     if (box) {
