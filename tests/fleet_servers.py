@@ -159,6 +159,14 @@ def _retry(call, timeout_s: float) -> None:
             time.sleep(0.5)
 
 
+def s3_client(endpoint: str, key: str, secret: str):
+    import boto3
+    from botocore.config import Config
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id=key, aws_secret_access_key=secret,
+                        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}))
+
+
 class SeaweedS3:
     """`weed mini` on loopback with one admin identity and one per station,
     each station allowed only to read and write under <bucket>/<project>/<station>/
@@ -212,13 +220,7 @@ class SeaweedS3:
         _retry(lambda: self.client(ADMIN).head_bucket(Bucket=BUCKET), timeout_s)
 
     def client(self, identity: str):
-        import boto3
-        from botocore.config import Config
-        key, secret = self.keys[identity]
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id=key, aws_secret_access_key=secret,
-                            config=Config(s3={"addressing_style": "path"},
-                                          retries={"max_attempts": 2}))
+        return s3_client(self.endpoint, *self.keys[identity])
 
     def credentials_file(self, station: str, path: Path) -> Path:
         key, secret = self.keys[station]
