@@ -200,8 +200,8 @@ def _start_setup(config: Config, daemon: Daemon, pin_factory):
     given, the link's reload reads that file."""
     if not config.setup.enabled:
         return None
-    from trapd.setup.service import start_setup
-    return start_setup(daemon, pin_factory)
+    from trapd.setup.service import start_setup_or_say_why
+    return start_setup_or_say_why(daemon, pin_factory)
 
 
 @contextlib.contextmanager

@@ -362,3 +362,49 @@ def test_set_clock_refused_by_the_system_leaves_no_step(linked, monkeypatch):
     monkeypatch.setattr(trap.clock, "set_wall_ns", refused)
     with pytest.raises(LinkError, match="^cannot set the clock: trapd may not$"):
         trap.client().set_clock(trap.clock.wall_ns(), "someone")
+
+
+def test_a_trap_without_its_secret_captures_on_without_the_link(tmp_path, caplog):
+    """`trapd sim` with setup.enabled and no secret file: one line, the scenario still runs."""
+    from hw_sim.run import run_scenario
+    from hw_sim.scenario import load_scenario
+    from conftest import make_config
+    folder = Path(tempfile.mkdtemp(prefix="trapd-link-"))
+    config = make_config(tmp_path, {"setup": {"enabled": True, "secret_file": str(folder / "none"),
+                                              "link_socket": str(folder / "s")}})
+    run = run_scenario(load_scenario("default"), config, str(tmp_path / "storage"))
+    assert run.events and "setup link not started (the trap runs on without it): no setup " \
+                          "secret at" in caplog.text
+    assert not (folder / "s").exists()
+    shutil.rmtree(folder)
+
+
+def test_trapd_sim_with_setup_enabled_serves_the_link(tmp_path):
+    """The command a developer runs with the setup page: `trapd sim --realtime --config`."""
+    import signal
+    import subprocess
+    import sys
+    from conftest import REPO, write_config
+    folder = Path(tempfile.mkdtemp(prefix="trapd-link-"))
+    secret = create_secret(folder / "secret")[0].encode()
+    config = write_config(tmp_path / "config.yaml", tmp_path, {"setup": {
+        "enabled": True, "secret_file": str(folder / "secret"),
+        "link_socket": str(folder / "setup.sock"), "after_boot_s": 600}})
+    sim = subprocess.Popen([sys.executable, "-m", "trapd.cli", "sim", "default", "--realtime",
+                            "--config", str(config), "--storage", str(tmp_path / "storage")],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        wait_until(lambda: (folder / "setup.sock").exists() or sim.poll() is not None, "link socket")
+        client = LinkClient(folder / "setup.sock", secret)
+        assert client.mode()["why"] == "boot"
+        assert client.preview(320)["jpeg"].startswith(b"\xff\xd8")
+        assert client.health()["station_id"]
+        client.close()
+        sim.send_signal(signal.SIGINT)
+        sim.communicate(timeout=120)
+        assert not (folder / "setup.sock").exists()        # removed when the run ends
+    finally:
+        if sim.poll() is None:
+            sim.kill()
+            sim.wait()
+        shutil.rmtree(folder)

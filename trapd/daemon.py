@@ -262,8 +262,8 @@ def run(config_path: str | None) -> int:
             fleet = start_fleet(config, trap, config_path=config_path,
                                 request_reload=daemon.request_reload)
         if config.setup.enabled:  # setup mode and the setup link (trapd/setup)
-            from trapd.setup.service import start_setup
-            setup = start_setup(daemon, hardware.pin_factory)
+            from trapd.setup.service import start_setup_or_say_why
+            setup = start_setup_or_say_why(daemon, hardware.pin_factory)
         return daemon.run()
     finally:
         if setup:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from trapd.errors import TrapdError
 from trapd.health_summary import health_summary, now_from_trap
 from trapd.setup.feeds import Feed
 from trapd.setup.link import LinkServer
@@ -161,5 +162,15 @@ def start_setup(daemon, pin_factory=None) -> RunningSetup:
     log.info("setup link on %s; setup mode %s", config.link_socket,
              "on" if mode.active else "off")
     return RunningSetup(service, server)
+
+
+def start_setup_or_say_why(daemon, pin_factory=None) -> RunningSetup | None:
+    """start_setup, but a missing or unsafe secret, a socket that cannot be made or a
+    busy button pin costs only the setup page: one line, and the trap captures on."""
+    try:
+        return start_setup(daemon, pin_factory)
+    except TrapdError as exc:
+        log.error("setup link not started (the trap runs on without it): %s", exc)
+        return None
 
 
