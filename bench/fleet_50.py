@@ -55,7 +55,7 @@ import yaml  # noqa: E402
 
 from collections import Counter  # noqa: E402
 
-from fleet_servers import (ADMIN, BUCKET, LOOPBACK, PROJECT, Mosquitto,  # noqa: E402
+from fleet_servers import (ADMIN, BUCKET, CONSUMER, LOOPBACK, PROJECT, Mosquitto,  # noqa: E402
                            SeaweedCluster, SeaweedS3, ThrowawayCA, mosquitto_binary, s3_client,
                            weed_binary)
 from conftest import shipped_config_dict  # noqa: E402
@@ -258,14 +258,14 @@ class TrapGroups:
 
 
 class EventCounter:
-    """The operator's subscriber: every event message counted by msg_id."""
+    """The fleet's consumer (read-only certificate): every event message counted by msg_id."""
 
     def __init__(self, broker: Mosquitto) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
-        cert, key = broker.ca.client(ADMIN)
+        cert, key = broker.ca.client(CONSUMER)
         self.seen: Counter = Counter()
         self._lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-consumer",

@@ -18,7 +18,8 @@ from pathlib import Path
 LOOPBACK = "127.0.0.1"
 BUCKET = "camtrap-raw"
 PROJECT = "camtrap"
-ADMIN = "fleet-admin"
+ADMIN = "fleet-admin"        # an operator: reads all, commands traps
+CONSUMER = "fleet-consumer"  # a dashboard or fleet-watch: reads all, commands nothing
 
 
 def free_port(with_grpc: bool = False) -> int:
@@ -90,7 +91,8 @@ class ThrowawayCA:
 
 
 # As docs/fleet.md: a trap writes only its own status, heartbeat, event and reply
-# topics and reads only its own commands; the operator reads and writes all.
+# topics and reads only its own commands; an operator reads all and commands
+# traps (one certificate, one `user` block per person); a consumer only reads.
 ACL_TEMPLATE = """pattern write trapd/v1/%u/status
 pattern write trapd/v1/%u/heartbeat
 pattern write trapd/v1/%u/event
@@ -99,7 +101,15 @@ pattern read trapd/v1/%u/cmd/#
 
 user {admin}
 topic readwrite trapd/#
+
+user {consumer}
+topic read trapd/#
 """
+
+# As docs/fleet.md's broker config for 500 traps: sessions kept two weeks, an
+# offline consumer's queue holds a day of the fleet's messages.
+BROKER_SIZING = ("autosave_interval 60", "persistent_client_expiration 14d",
+                 "max_queued_messages 200000", "max_queued_bytes 0", "max_inflight_messages 20")
 
 
 class Mosquitto:
@@ -115,12 +125,12 @@ class Mosquitto:
         self.log = directory / "mosquitto.log"
         self.process: subprocess.Popen | None = None
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "acl").write_text(ACL_TEMPLATE.format(admin=ADMIN))
+        (directory / "acl").write_text(ACL_TEMPLATE.format(admin=ADMIN, consumer=CONSUMER))
         (directory / "mosquitto.conf").write_text("\n".join([
             "user root", "per_listener_settings false", "persistence true",
             f"persistence_location {directory}/", f"log_dest file {self.log}",
             "log_type error", "log_type warning", "log_type notice", "log_type information",
-            "log_type debug", "max_queued_messages 100000",
+            "log_type debug", *BROKER_SIZING,
             f"listener {self.port} {LOOPBACK}", f"cafile {ca.ca}", f"certfile {ca.server_cert}",
             f"keyfile {ca.server_key}", "require_certificate true",
             "use_identity_as_username true", "use_username_as_clientid true",
