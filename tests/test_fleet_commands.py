@@ -1,7 +1,7 @@
 """Remote management through a real Mosquitto: an operator's command reaches one
 trap running the daemon loop, is acknowledged, and its result comes back on the
 reply topic; a config.yaml with a mistake is refused with check-config's message,
-a good one applied, one that stops capture rolled back; no trap may command."""
+a good one applied, one that stops capture rolled back; only operators may command."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from conftest import Bench, config_dict
-from fleet_servers import ADMIN, LOOPBACK
+from fleet_servers import ADMIN, CONSUMER, LOOPBACK
 from trapd.daemon import Daemon
 from trapd.fleet.telemetry import topic
 from trapd.fleet.worker import start_fleet
@@ -148,12 +148,16 @@ def test_a_config_with_a_mistake_is_refused_a_good_one_applied_one_that_stops_ca
         operator.close()
 
 
-def test_a_trap_cannot_send_commands(broker, running_trap):
-    intruder = Operator(broker, certificate="TRAP-B")
+@pytest.mark.parametrize("certificate", ["TRAP-B", CONSUMER, "op-not-in-the-acl"])
+def test_only_an_operator_certificate_can_send_commands(broker, running_trap, certificate):
+    """Commands are authorised per operator certificate: another trap, the read-only
+    consumer (which could read the reply) and a certificate the ACL does not name
+    are all denied, and the trap does nothing."""
+    intruder = Operator(broker, certificate=certificate)
     try:
         intruder.send("log", id="x1", lines=5)
         time.sleep(2)
         assert not any(r.get("id") == "x1" for r in intruder.replies)
-        assert "Denied PUBLISH from TRAP-B" in broker.log_text()
+        assert f"Denied PUBLISH from {certificate}" in broker.log_text()
     finally:
         intruder.close()
