@@ -417,3 +417,14 @@ def test_the_page_is_unreachable_when_setup_mode_is_off(closed_page, browser):
     log_in(browser, page)
     element(browser, "canvas#view[data-seq]")
     assert wait_until(lambda: not port_open(page.port), 15), "setup mode over: the page closes"
+
+
+def test_the_page_cost_bench_prints_its_table():
+    """bench/setup_page_cost.py runs (briefly) so it cannot rot; no figure asserted."""
+    _require_browser()
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "setup_page_cost.py"),
+                             "--seconds", "2"], capture_output=True, text=True, timeout=300,
+                            cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for row in ("daemon (trapd sim)", "page (trapd setup-page)", "no browser", "page open"):
+        assert row in result.stdout
