@@ -80,3 +80,21 @@ class UndecidedFrame:
         if self.image is None:
             self.image = YuvCopy.of(self.frame)
             self.frame.release()
+
+
+def evenly_spread(frames: list, count: int) -> list:
+    """`count` frames evenly spread over the list, oldest and newest included."""
+    if len(frames) <= count:
+        return frames
+    step = (len(frames) - 1) / max(count - 1, 1)
+    return [frames[round(i * step)] for i in range(count)]
+
+
+def frame_metadata(metadata: dict, result) -> dict:
+    """What a frame's index row keeps of its camera metadata and the filter's judgement."""
+    keys = ("ExposureTime", "AnalogueGain", "DigitalGain", "Lux", "ColourTemperature",
+            "SensorTemperature")
+    out = {k: metadata[k] for k in keys if k in metadata}
+    out.update(changed_fraction=round(result.changed_fraction, 5), light_change=result.light_change,
+               bbox=result.bbox)
+    return out

@@ -16,7 +16,8 @@ import uuid
 from typing import Callable
 
 from trapd.burst_filter import BurstFilter, OlderViews
-from trapd.event import EventInFlight, EventReport, FrameOutcome, UndecidedFrame
+from trapd.event import (EventInFlight, EventReport, FrameOutcome, UndecidedFrame,
+                         evenly_spread, frame_metadata)
 from trapd.camera import RETRY_WAIT_STEP_S, Camera, Frame, FrameRing, LentMain
 from trapd.clock import Clock
 from trapd.config import CAMERA_FREE_BUFFERS, Config
@@ -309,7 +310,7 @@ class Trap:
         first_ns = pre_trigger[0].sensor_timestamp_ns if pre_trigger else trigger.t_monotonic_ns
         background = (self._ring.lores_before(first_ns)
                       or self._ring.lores_before(trigger.t_monotonic_ns))
-        self.filter.set_background(_spread(background, self.config.filter.background_frames))
+        self.filter.set_background(evenly_spread(background, self.config.filter.background_frames))
         if not background and not timer:
             self._event.burst = BurstFilter(self.config.filter, self.config.hardware.camera,
                                             self._older_views.of(self._night()))
@@ -412,7 +413,7 @@ class Trap:
             event_number=event.record.number, sequence=waiting.sequence,
             sensor_timestamp_ns=frame.sensor_timestamp_ns, capture_wall_ns=frame.wall_ns,
             pre_trigger=waiting.pre_trigger, score=result.score, kept=keep,
-            media_id=uuid.uuid4().hex, metadata=_frame_metadata(frame.metadata, result))
+            media_id=uuid.uuid4().hex, metadata=frame_metadata(frame.metadata, result))
         if self.debug:
             self.debug.frame(event.record.event_id, f"{waiting.sequence:02d}", frame.lores_y, result)
         if not result.keep and not result.light_change:
@@ -520,20 +521,3 @@ class Trap:
         self.pir.edge.clear()
         if not self.pir.has_pending():
             self.clock.wait_for(self.pir.edge, wait_s)
-
-
-def _spread(frames: list, count: int) -> list:
-    """`count` frames evenly spread over the list, oldest and newest included."""
-    if len(frames) <= count:
-        return frames
-    step = (len(frames) - 1) / max(count - 1, 1)
-    return [frames[round(i * step)] for i in range(count)]
-
-
-def _frame_metadata(metadata: dict, result) -> dict:
-    keys = ("ExposureTime", "AnalogueGain", "DigitalGain", "Lux", "ColourTemperature",
-            "SensorTemperature")
-    out = {k: metadata[k] for k in keys if k in metadata}
-    out.update(changed_fraction=round(result.changed_fraction, 5), light_change=result.light_change,
-               bbox=result.bbox)
-    return out
