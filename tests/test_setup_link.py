@@ -115,6 +115,16 @@ def test_the_secret_is_made_once_private_and_refused_when_others_can_read_it(tmp
         read_secret(tmp_path / "none")
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file away")
+def test_a_secret_made_by_root_belongs_to_the_owner_of_its_folder(tmp_path):
+    folder = tmp_path / "lib-trapd"
+    folder.mkdir()
+    os.chown(folder, 65534, 65534)          # the service user's state directory
+    create_secret(folder / "setup-secret")
+    made = (folder / "setup-secret").stat()
+    assert (made.st_uid, made.st_gid, stat.S_IMODE(made.st_mode)) == (65534, 65534, 0o600)
+
+
 def test_a_bad_setup_value_is_reported_with_its_line(tmp_path):
     text = yaml.safe_dump(config_dict(tmp_path, {"setup": {"port": 70000}}), sort_keys=False)
     line = next(n for n, l in enumerate(text.splitlines(), 1) if "port: 70000" in l)

@@ -39,6 +39,9 @@ def create_secret(path: str | os.PathLike) -> tuple[str, bool]:
         secret = new_secret()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as f:
+            if os.geteuid() == 0:    # `sudo trapd setup --secret`: the daemon's user must read it
+                folder = os.stat(path.parent)
+                os.fchown(f.fileno(), folder.st_uid, folder.st_gid)
             f.write(secret + "\n")
             f.flush()
             os.fsync(f.fileno())
