@@ -272,6 +272,14 @@ def test_set_clock_shifts_the_trap_clock_and_records_a_step(linked):
         store.close()
     assert [(s["step_ns"], s["source"], s["confirmed_by"]) for s in steps] == [
         (step, "setup page", "technician A. Ranger")]
+    from trapd.cli import main
+    package = trap.config_path.parent / "package"
+    assert main(["export", "--camtrap-dp", str(package), "--config", str(trap.config_path)]) == 0
+    import csv
+    with open(package / "deployments.csv", newline="") as f:
+        comments = next(csv.DictReader(f))["deploymentComments"]
+    assert "trap clock set +01:00:00 at " in comments
+    assert "from the setup page, confirmed by technician A. Ranger" in comments
 
 
 def test_reload_refuses_a_bad_config_with_check_configs_message_and_applies_a_good_one(linked):

@@ -87,6 +87,7 @@ class Deployment:
     end_ns: int
     end_kind: str | None             # pickup, redeployed, or None: open (end = last known running)
     runs: tuple[Period, ...]
+    clock_steps: tuple[dict, ...] = ()   # the wall clock set by a person (clock_steps table)
 
     @property
     def gaps(self) -> list[Period]:
@@ -264,12 +265,13 @@ def deployment_record(store, deployment_id: str) -> Deployment | None:
         "SELECT state, from_wall_ns, to_wall_ns FROM runs WHERE deployment_id = ? "
         "ORDER BY from_wall_ns, id", (deployment_id,)))
     end = record["end_wall_ns"] or max([r.to_ns for r in runs], default=record["start_wall_ns"])
+    steps = tuple(s for s in clock_steps(store) if s["deployment_id"] == deployment_id)
     return Deployment(
         deployment_id, record["station_id"],
         {k: record[k] for k in ("latitude", "longitude", "elevation_m", "uncertainty_m")},
         {k: record[k] for k in ("camera_height_m", "camera_heading_deg", "camera_tilt_deg")},
         record["camera_id"], record["camera_model"], record["start_wall_ns"], end,
-        record["end_kind"], runs)
+        record["end_kind"], runs, steps)
 
 
 def recorded_deployments(store) -> list[str]:

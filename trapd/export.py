@@ -422,6 +422,11 @@ def _effort_comments(record: Deployment | None, tz: dt.tzinfo, shift_ns: int) ->
                             "re-deployed under another deployment id"}.get(record.end_kind, "")]
     if record.gaps:
         notes.append("not capturing: " + gaps_text(record, tz, shift_ns))
+    for step in record.clock_steps:
+        when = dt.datetime.fromtimestamp((step["after_wall_ns"] + shift_ns) / NS, tz)
+        notes.append(f"trap clock set {format_shift(step['step_ns'])} at "
+                     f"{when.isoformat(timespec='seconds')} from the {step['source']}, "
+                     f"confirmed by {step['confirmed_by']}")
     return "; ".join(filter(None, notes))
 
 

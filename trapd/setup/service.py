@@ -112,7 +112,8 @@ class SetupService:
         clock = self.trap.clock
         step_ns = wall_ns - clock.wall_ns()
         clock.set_wall_ns(wall_ns)
-        self.daemon.note_clock_step(step_ns, CLOCK_SOURCE, confirmed_by.strip()[:200])
+        confirmed_by = " ".join(confirmed_by.split())[:200]     # one line, as exports quote it
+        self.daemon.note_clock_step(step_ns, CLOCK_SOURCE, confirmed_by)
         log.warning("wall clock set from the %s by %+.3f s (confirmed by %s)", CLOCK_SOURCE,
                     step_ns / 1e9, confirmed_by)
         return {"step_ns": step_ns}
