@@ -89,3 +89,14 @@ def test_the_daemon_shows_the_status_code_at_start_up(bench, tmp_path):
     missing = bench({"hardware": {"status_led_pin": 23}}, present=False)
     Daemon(None, missing.config, missing.trap).run(until=lambda: True)
     assert missing.trap.status_led.status == NO_CAMERA
+
+
+def test_a_chattering_pir_queues_only_a_few_flashes():
+    factory = MockFactory()
+    led = StatusLed(17, factory)
+    pin = factory.pin(17)
+    for _ in range(100):
+        led.flash()
+    assert flashes_since(pin, 0, 10 * TICK_S) == 3
+    led.close()
+    factory.close()

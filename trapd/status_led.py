@@ -46,6 +46,7 @@ STATUS_PATTERNS = {
     CLOCK_NOT_SYNCED: _LONG + _SHORT * 2 + _PAUSE,  # 1 long, 2 short
 }
 EDGE_FLASH = [1, 0]
+MAX_WAITING_FLASHES = 3   # a chattering PIR must not queue minutes of flashes
 
 
 def blink_code(degraded: dict) -> int:
@@ -85,6 +86,7 @@ class StatusLed:
         self._led = LED(pin, pin_factory=pin_factory)
         self._lock = threading.Lock()
         self._shown: list[int] = []         # asked-for values, played before the degraded pattern
+        self._flashes = 0                   # edge flashes waiting to be played after them
         self._degraded = pattern(0)
         self.code = 0
         self.status: str | None = None      # the last status code shown
@@ -109,11 +111,14 @@ class StatusLed:
     def flash(self) -> None:
         """One short flash, after what is being shown (a PIR edge in the walk test)."""
         with self._lock:
-            self._shown.extend(EDGE_FLASH)
+            self._flashes = min(self._flashes + 1, MAX_WAITING_FLASHES)
 
     def _values(self):
         while True:
             with self._lock:
+                if not self._shown and self._flashes:
+                    self._flashes -= 1
+                    self._shown = list(EDGE_FLASH)
                 value = self._shown.pop(0) if self._shown else next(self._degraded)
             yield value
 
