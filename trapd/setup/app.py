@@ -25,6 +25,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from trapd.config import load_config
 from trapd.errors import ConfigError
 from trapd.setup import auth, config_page
 from trapd.setup.linkpool import LinkError, LinkPool, Streams
@@ -129,12 +130,9 @@ class SetupPage:
 
     def _storage_root(self) -> Path | None:
         try:
-            text = config_page.read_config_text(self.config_path)
-            config, _ = config_page.parse_config_lines(
-                text, self.config_path, config_page.config_folder(self.config_path))
-        except Exception:         # a config the daemon refused still names no images
+            return Path(load_config(self.config_path).storage.root)
+        except ConfigError:       # a broken file names no images
             return None
-        return Path(config.storage.root)
 
     # --- config.yaml -----------------------------------------------------
     async def config_text(self, request: Request) -> Response:

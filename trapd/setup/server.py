@@ -58,15 +58,6 @@ class PageServer:
         self._server = self._thread = None
         log.info("setup page closed")
 
-    def wait_started(self, timeout_s: float = 10.0) -> bool:
-        """True once the port listens (for tests and benches)."""
-        deadline = threading.Event()
-        for _ in range(int(timeout_s / 0.05)):
-            if self._server is not None and self._server.started:
-                return True
-            deadline.wait(0.05)
-        return False
-
 
 def setup_mode_active(mode: Callable[[], dict]) -> tuple[bool, str | None]:
     """(active, why not) from the link; a link that fails means off."""
