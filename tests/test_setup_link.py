@@ -426,3 +426,19 @@ def test_trapd_sim_with_setup_enabled_serves_the_link(tmp_path):
             sim.kill()
             sim.wait()
         shutil.rmtree(folder)
+
+
+def test_check_config_warns_of_a_missing_or_unsafe_secret(tmp_path, capsys):
+    from conftest import write_config
+    from trapd.check_config import check_config_main
+    secret = tmp_path / "secret"
+    path = write_config(tmp_path / "config.yaml", tmp_path, {"setup": {
+        "enabled": True, "secret_file": str(secret)}})
+    assert check_config_main(str(path)) == 0
+    assert "setup.secret_file: no setup secret at" in capsys.readouterr().out
+    create_secret(secret)
+    assert check_config_main(str(path)) == 0
+    assert "setup.secret_file" not in capsys.readouterr().out
+    secret.chmod(0o640)
+    assert check_config_main(str(path)) == 0
+    assert "is readable by others (mode 0640)" in capsys.readouterr().out

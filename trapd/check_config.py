@@ -171,6 +171,13 @@ def check_config_main(path: str | None) -> int:
     print(deployment_on_card(config))
     for warning in storage_warnings(config, key_lines.get("storage.root"), shown):
         print(warning)
+    if config.setup.enabled:
+        from trapd.setup.secret import secret_problem
+        problem = secret_problem(config.setup.secret_file)
+        if problem:
+            line = key_lines.get("setup.secret_file")
+            print(f"warning: {shown}{f':{line}' if line else ''}: setup.secret_file: {problem} "
+                  "(the trap runs without the setup page until it is fixed)")
     for link in insecure_links(config.fleet):
         print(f"warning: {shown}: {link} is not encrypted (allow_insecure: true): anyone on the "
               "network can read and alter what passes; use TLS in the field")

@@ -50,6 +50,15 @@ def create_secret(path: str | os.PathLike) -> tuple[str, bool]:
     return secret, True
 
 
+def secret_problem(path: str | os.PathLike) -> str | None:
+    """What is wrong with the secret file (for check-config), or None."""
+    try:
+        read_secret(path)
+    except SecretError as exc:
+        return str(exc)
+    return None
+
+
 def read_secret(path: str | os.PathLike) -> bytes:
     """The secret's bytes (the link's authkey); SecretError with one line if it
     is missing, empty or readable by anyone but its owner."""
