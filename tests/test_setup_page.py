@@ -412,11 +412,11 @@ def test_the_page_is_unreachable_when_setup_mode_is_off(closed_page, browser):
         source = str(exc)
     assert "ERR_CONNECTION_REFUSED" in source
     screenshot(browser, "09-setup-mode-off")
-    page.link().open_setup(6)                # what `trapd setup` does
+    page.link().open_setup(10)               # what `trapd setup` does
     assert wait_until(lambda: port_open(page.port)), "setup mode on: the page opens"
     log_in(browser, page)
     element(browser, "canvas#view[data-seq]")
-    assert wait_until(lambda: not port_open(page.port), 15), "setup mode over: the page closes"
+    assert wait_until(lambda: not port_open(page.port), 20), "setup mode over: the page closes"
 
 
 def test_the_page_cost_bench_prints_its_table():
