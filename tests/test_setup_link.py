@@ -447,3 +447,22 @@ def test_check_config_warns_of_a_missing_or_unsafe_secret(tmp_path, capsys):
     secret.chmod(0o640)
     assert check_config_main(str(path)) == 0
     assert "is readable by others (mode 0640)" in capsys.readouterr().out
+
+
+def test_a_second_daemon_does_not_steal_the_link_and_a_stale_socket_is_replaced(tmp_path):
+    from trapd.setup.link import LinkServer
+    folder = Path(tempfile.mkdtemp(prefix="trapd-link-"))
+    path = folder / "setup.sock"
+    first = LinkServer(path, b"s", lambda name, kwargs: "first").start()
+    with pytest.raises(LinkError, match="another process serves it"):
+        LinkServer(path, b"s", lambda name, kwargs: "second")
+    assert LinkClient(path, b"s").mode() == "first"
+    first.close()
+    import socket
+    stale = socket.socket(socket.AF_UNIX)     # bound, never listening: a crashed daemon's file
+    stale.bind(str(path))
+    stale.close()
+    again = LinkServer(path, b"s", lambda name, kwargs: "again").start()
+    assert LinkClient(path, b"s").mode() == "again"
+    again.close()
+    shutil.rmtree(folder)

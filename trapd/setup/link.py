@@ -73,14 +73,10 @@ class LinkServer:
                                         daemon=True)
 
     def _listen(self) -> socket.socket:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            if stat.S_ISSOCK(os.lstat(self.path).st_mode):
-                self.path.unlink()          # left by a daemon that did not stop cleanly
-        except FileNotFoundError:
-            pass
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._remove_stale_socket()
             sock.bind(str(self.path))
             os.chmod(self.path, SOCKET_MODE)
             sock.listen(8)
@@ -89,6 +85,22 @@ class LinkServer:
             raise LinkError(f"setup link {self.path}: cannot listen: {exc.strerror or exc}") from None
         sock.settimeout(ACCEPT_POLL_S)
         return sock
+
+    def _remove_stale_socket(self) -> None:
+        """A socket file left by a daemon that did not stop cleanly goes; one that
+        another process still answers on is refused."""
+        try:
+            if not stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                return              # bind says what is wrong with it
+        except FileNotFoundError:
+            return
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(self.path))
+            except OSError:
+                self.path.unlink()
+                return
+        raise LinkError(f"setup link {self.path}: another process serves it (a second trapd?)")
 
     def start(self) -> "LinkServer":
         self._thread.start()
@@ -100,10 +112,12 @@ class LinkServer:
                 client, _ = self._socket.accept()
             except socket.timeout:
                 continue
-            except OSError:
+            except OSError as exc:
                 if self._closed.is_set():
                     return
-                raise
+                log.warning("setup link: accept failed (%s); trying again", exc)
+                self._closed.wait(ACCEPT_POLL_S)
+                continue
             client.settimeout(None)
             threading.Thread(target=self._serve, args=(Connection(client.detach()),),
                              name="trapd-setup-call", daemon=True).start()
