@@ -466,3 +466,12 @@ def test_a_second_daemon_does_not_steal_the_link_and_a_stale_socket_is_replaced(
     assert LinkClient(path, b"s").mode() == "again"
     again.close()
     shutil.rmtree(folder)
+
+
+def test_no_live_view_from_a_camera_that_delivers_nothing(linked):
+    trap = linked(overrides={"power": {"mode": "standby"}})
+    trap.bench.rig.present = False                   # unplugged before the daemon starts
+    trap.daemon.trap.camera.close()
+    trap.start()
+    with pytest.raises(LinkError, match="^no camera view: the camera is not delivering frames$"):
+        trap.client().preview()

@@ -19,6 +19,7 @@ import simplejpeg
 
 from trapd.camera import yuv420_planes
 from trapd.config import Config
+from trapd.errors import TrapdError
 from trapd.motion import smallest_animal_px
 
 NS = 1_000_000_000
@@ -29,7 +30,7 @@ WAIT_S = 2.0          # real seconds a preview waits for a fresh frame
 JPEG_QUALITY = 80
 
 
-class NoPreview(Exception):
+class NoPreview(TrapdError):
     """No frame to show (the camera is not delivering)."""
 
 
