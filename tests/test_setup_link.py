@@ -475,3 +475,25 @@ def test_no_live_view_from_a_camera_that_delivers_nothing(linked):
     trap.start()
     with pytest.raises(LinkError, match="^no camera view: the camera is not delivering frames$"):
         trap.client().preview()
+
+
+def test_the_battery_trend_comes_from_the_heartbeats_the_trap_keeps(tmp_path):
+    from conftest import make_config
+    from trapd.fleet.outbox import FleetDb
+    from trapd.fleet.telemetry import topic
+    from trapd.health_summary import Now, health_summary
+    from trapd.sensors import SensorReadings
+    config = make_config(tmp_path, {"fleet": {"enabled": True}})
+    root = config.storage.root
+    Store(root, 0).close()
+    fleet = FleetDb(root)
+    now = 1_800_000_000 * NS
+    for day in range(6, -1, -1):                      # 12.6 V a week ago, 0.1 V less each day
+        fleet.enqueue("S", topic("S", "heartbeat"), {"battery_v": round(12.0 + 0.1 * day, 2)},
+                      now - day * 86400 * NS)
+    fleet.close()
+    readings = SensorReadings(battery_voltage_v=12.0)
+    health = health_summary(config, root, Now(now, True, readings, {}, False, "streaming"))
+    assert health["battery_trend_v_per_day"] == -0.1
+    assert health["fleet_link"] == "down: nothing delivered yet"
+    assert health["images_not_synced"] is None                # fleet on, sync off
