@@ -20,13 +20,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, write_config
+from conftest import REPO, require_tool, write_config
 from requirements import missing
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SCREENSHOTS = REPO / "build" / "screenshots" / "setup-page"
 EDGE_LATENCY_LIMIT_MS = 500       # the issue: each PIR edge on the page within half a second
 WAIT_S = 10
+FIELD_HOST = "trap.test"     # stands for 10.42.0.1 on the hotspot: not a secure context over http
 
 
 def _require_browser():
@@ -56,8 +57,11 @@ def browser(tmp_path_factory):
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--window-size=430,1400",
+                 # a name that is not localhost, so http to it is not a secure context
+                 f"--host-resolver-rules=MAP {FIELD_HOST} 127.0.0.1",
                  f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
         options.add_argument(flag)
+    options.set_capability("acceptInsecureCerts", True)   # as a technician taps "proceed"
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     driver.set_page_load_timeout(20)
     yield driver
@@ -87,12 +91,13 @@ class TrapUnderTest:
     """The daemon on the simulator (`trapd sim --realtime`, serving the setup link)
     and `trapd setup-page`, each its own process, as on a trap."""
 
-    def __init__(self, tmp_path: Path, after_boot_s: int = 1800) -> None:
+    def __init__(self, tmp_path: Path, after_boot_s: int = 1800, tls: bool = False) -> None:
         from trapd.setup.secret import create_secret
 
         self.storage = tmp_path / "storage"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.field_url = f"http://{FIELD_HOST}:{self.port}"      # as a phone on the hotspot
         self.socket = tmp_path / "setup.sock"
         self.secret, _ = create_secret(tmp_path / "setup-secret")
         setup = {"enabled": True, "bind_address": "127.0.0.1", "port": self.port,
@@ -104,7 +109,10 @@ class TrapUnderTest:
         scenario = walk_test_scenario(tmp_path / "walk-test.yaml")
         self.sim = self._start("sim", scenario, "--realtime", "--report", self.report,
                                log=tmp_path / "sim.log")
-        self.page = self._start("setup-page", log=tmp_path / "page.log")
+        tls_args = self_signed_certificate(tmp_path) if tls else ()
+        if tls:
+            self.field_url = f"https://{FIELD_HOST}:{self.port}"
+        self.page = self._start("setup-page", *tls_args, log=tmp_path / "page.log")
         assert wait_until(self.socket.exists, 30), (tmp_path / "sim.log").read_text()
         if after_boot_s:
             assert wait_until(lambda: port_open(self.port)), (tmp_path / "page.log").read_text()
@@ -139,9 +147,26 @@ class TrapUnderTest:
         return json.loads(self.report.read_text()) if self.report.exists() else None
 
 
+def self_signed_certificate(folder: Path) -> tuple[str, ...]:
+    openssl = require_tool("openssl")
+    cert, key = folder / "setup-tls.crt", folder / "setup-tls.key"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "30", "-subj",
+                    f"/CN={FIELD_HOST}", "-addext", f"subjectAltName=DNS:{FIELD_HOST}",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return ("--tls-cert", str(cert), "--tls-key", str(key))
+
+
 @pytest.fixture
 def page(tmp_path):
     trap = TrapUnderTest(tmp_path)
+    yield trap
+    trap.stop()
+
+
+@pytest.fixture
+def https_page(tmp_path):
+    trap = TrapUnderTest(tmp_path, tls=True)
     yield trap
     trap.stop()
 
@@ -175,10 +200,10 @@ def screenshot(driver, name: str) -> None:
     driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
 
 
-def log_in(driver, page, secret: str | None = None) -> None:
+def log_in(driver, page, secret: str | None = None, url: str | None = None) -> None:
     from selenium.webdriver.common.by import By
     driver.delete_all_cookies()
-    driver.get(page.url + "/login")
+    driver.get((url or page.url) + "/login")
     driver.find_element(By.ID, "secret").send_keys(secret or page.secret)
     driver.find_element(By.ID, "login").click()
 
@@ -379,12 +404,15 @@ def test_setting_the_clock_from_the_page_records_a_step(page, browser):
     screenshot(browser, "07-clock-set")
 
 
-def test_the_phones_gps_fills_the_station_position(page, browser):
+def test_over_https_the_phones_gps_fills_the_station_position(https_page, browser):
+    """Browsers give the GPS only to secure contexts: https (the page's --tls-cert)."""
     from trapd.config import load_config
-    log_in(browser, page)
+    page = https_page
+    log_in(browser, page, url=page.field_url)
     element(browser, "#use-gps")
+    assert browser.execute_script("return window.isSecureContext") is True
     browser.execute_cdp_cmd("Browser.grantPermissions",
-                            {"origin": page.url, "permissions": ["geolocation"]})
+                            {"origin": page.field_url, "permissions": ["geolocation"]})
     browser.execute_cdp_cmd("Emulation.setGeolocationOverride",
                             {"latitude": 43.20731, "longitude": 131.512345, "accuracy": 7.6})
     browser.find_element("id", "use-gps").click()
@@ -394,8 +422,26 @@ def test_the_phones_gps_fills_the_station_position(page, browser):
     assert wait_until(lambda: "Reload: applied" in text_of(browser, "position-result"), 60)
     location = load_config(page.config_path).station.location
     assert (location.latitude, location.longitude, location.uncertainty_m) == (43.20731, 131.512345, 8)
+    assert browser.get_cookie("trapd_session")["secure"]
     browser.execute_script("document.getElementById('position').scrollIntoView()")
-    screenshot(browser, "08-position")
+    screenshot(browser, "08-position-from-gps")
+
+
+def test_over_plain_http_the_page_asks_for_the_position_typed_in(page, browser):
+    from trapd.config import load_config
+    log_in(browser, page, url=page.field_url)
+    element(browser, "#use-gps")
+    assert browser.execute_script("return window.isSecureContext") is False
+    assert wait_until(lambda: "only to https" in text_of(browser, "gps-note"))
+    for field, value in (("latitude", "43.1102"), ("longitude", "131.4711"), ("accuracy", "15")):
+        browser.find_element("id", field).send_keys(value)
+    browser.find_element("id", "save-position").click()
+    accept_dialog(browser)
+    assert wait_until(lambda: "Reload: applied" in text_of(browser, "position-result"), 60)
+    location = load_config(page.config_path).station.location
+    assert (location.latitude, location.longitude, location.uncertainty_m) == (43.1102, 131.4711, 15)
+    browser.execute_script("document.getElementById('position').scrollIntoView()")
+    screenshot(browser, "08-position-typed")
 
 
 def test_the_page_is_unreachable_when_setup_mode_is_off(closed_page, browser):

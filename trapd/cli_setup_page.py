@@ -7,7 +7,13 @@ import logging
 import signal
 import threading
 
+from trapd.errors import TrapdError
+
 log = logging.getLogger("trapd.setup.page")
+
+
+class SetupPageError(TrapdError, ValueError):
+    """The page cannot be served as asked (e.g. an unusable certificate)."""
 
 
 def add_parser(commands) -> None:
@@ -18,6 +24,9 @@ def add_parser(commands) -> None:
     p.add_argument("--port", type=int, help="port (default: setup.port)")
     p.add_argument("--secret-file", help="the per-trap secret (default: setup.secret_file)")
     p.add_argument("--link-socket", help="the daemon's setup link (default: setup.link_socket)")
+    p.add_argument("--tls-cert", help="serve https with this certificate (PEM); phones give "
+                   "the page their GPS only over https")
+    p.add_argument("--tls-key", help="the certificate's private key (PEM)")
     p.set_defaults(handler=main)
 
 
@@ -44,8 +53,9 @@ def main(args) -> int:
         return 0
     secret = read_secret(settings["secret_file"])     # SecretError: one line, exit 1
     connect = _link_connector(settings["link_socket"], secret)
+    tls = _tls_files(args.tls_cert, args.tls_key)
     server = PageServer(lambda: create_app(config_path, secret, connect),
-                        settings["bind"], settings["port"])
+                        settings["bind"], settings["port"], tls)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -59,3 +69,19 @@ def main(args) -> int:
 def _link_connector(socket_path: str, secret: bytes):
     from trapd.setup.link import LinkClient
     return lambda: LinkClient(socket_path, secret)
+
+
+def _tls_files(cert: str | None, key: str | None) -> tuple[str, str] | None:
+    """(cert, key) checked now, so a bad pair is one line at start and not a
+    failure later, when setup mode opens."""
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise SetupPageError("https needs both --tls-cert and --tls-key")
+    import ssl
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise SetupPageError(f"cannot use the certificate {cert} with the key {key}: "
+                             f"{getattr(exc, 'strerror', None) or exc}") from None
+    return cert, key

@@ -128,7 +128,7 @@ async def login(request: Request, sessions: Sessions, secret: bytes) -> Response
         return login_page("That is not this trap's secret.")
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(COOKIE, sessions.new(), max_age=SESSION_TTL_S, path="/",
-                        httponly=True, samesite="strict")
+                        httponly=True, samesite="strict", secure=request.url.scheme == "https")
     return response
 
 

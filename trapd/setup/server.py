@@ -22,8 +22,10 @@ SHUTDOWN_GRACE_S = 2       # open event streams get this long before they are cu
 class PageServer:
     """uvicorn on a thread of its own, started and stopped as setup mode comes and goes."""
 
-    def __init__(self, app_factory: Callable[[], object], host: str, port: int) -> None:
-        self.app_factory, self.host, self.port = app_factory, host, port
+    def __init__(self, app_factory: Callable[[], object], host: str, port: int,
+                 tls: tuple[str, str] | None = None) -> None:
+        """`tls`: (certificate file, key file) to serve https, else plain http."""
+        self.app_factory, self.host, self.port, self.tls = app_factory, host, port, tls
         self._app = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -37,12 +39,15 @@ class PageServer:
         config = uvicorn.Config(self._app, host=self.host, port=self.port,
                                 log_level="warning", access_log=False, lifespan="on",
                                 timeout_graceful_shutdown=SHUTDOWN_GRACE_S, loop="asyncio",
-                                http="h11", ws="none")
+                                http="h11", ws="none",
+                                ssl_certfile=self.tls[0] if self.tls else None,
+                                ssl_keyfile=self.tls[1] if self.tls else None)
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None   # not the main thread
         self._thread = threading.Thread(target=self._serve, name="setup-page", daemon=True)
         self._thread.start()
-        log.info("setup page open on http://%s:%d/", self.host, self.port)
+        log.info("setup page open on %s://%s:%d/", "https" if self.tls else "http",
+                 self.host, self.port)
 
     def _serve(self) -> None:
         asyncio.run(self._server.serve())
