@@ -296,6 +296,18 @@ class Camera:
         request, frame.request = frame.request, None
         return LentMain(request, frame.main_size, self._mapped_array, self._buffer_back)
 
+    def main_subsampled(self, frame: Frame, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Copies of the frame's main Y, U and V, every `step`th pixel (the live
+        view): read in place where the camera maps its buffer, so a 12 MP frame
+        costs a small copy, not a full one."""
+        w, h = frame.main_size
+        if self._mapped_array is None:
+            planes = yuv420_planes(frame.request.make_array("main"), w, h)
+            return tuple(np.ascontiguousarray(p[::step, ::step]) for p in planes)
+        with self._mapped_array(frame.request, "main", write=False) as mapped:
+            planes = yuv420_planes(mapped.array, w, h)
+            return tuple(np.ascontiguousarray(p[::step, ::step]) for p in planes)
+
     def _buffer_back(self) -> None:
         with self._lent_back:
             self._lent -= 1

@@ -1,9 +1,10 @@
 """The live view for aiming the camera: the trap's newest frame, cheaply.
 
-The trap's thread only copies a frame's main image out of its camera
-buffer, and only while a preview was asked for in the last ASKED_S, at most
-once every COPY_EVERY_S (a few milliseconds each on a Pi; nothing at all
-while nobody watches). The link's thread downsizes and JPEG-encodes the copy.
+The trap's thread only copies every n-th pixel of a frame's main image out
+of its camera buffer (about PREVIEW_SOURCE_WIDTH wide: a small copy, not the
+12 MP), and only while a preview was asked for in the last ASKED_S, at most
+once every COPY_EVERY_S (nothing at all while nobody watches). The link's
+thread resizes and JPEG-encodes the copy.
 Asking for a preview keeps the camera running CAMERA_ON_S (standby traps too).
 """
 
@@ -17,7 +18,6 @@ import cv2
 import numpy as np
 import simplejpeg
 
-from trapd.camera import yuv420_planes
 from trapd.config import Config
 from trapd.errors import TrapdError
 from trapd.motion import smallest_animal_px
@@ -28,6 +28,7 @@ COPY_EVERY_S = 0.2
 CAMERA_ON_S = 10.0
 WAIT_S = 2.0          # real seconds a preview waits for a fresh frame
 JPEG_QUALITY = 80
+PREVIEW_SOURCE_WIDTH = 640    # at least what the page asks for
 
 
 class NoPreview(TrapdError):
@@ -40,8 +41,7 @@ class FrameCopy:
     sensor_ns: int
     wall_ns: int
     night: bool
-    yuv: np.ndarray
-    size: tuple[int, int]
+    planes: tuple[np.ndarray, np.ndarray, np.ndarray]   # Y, U, V (U, V half size)
 
 
 class PreviewTap:
@@ -63,12 +63,12 @@ class PreviewTap:
             return
         if newest is not None and t - newest.sensor_ns < COPY_EVERY_S * NS:
             return
-        yuv = frame.request.make_array("main")      # a copy: the buffer goes back as usual
+        step = max(1, frame.main_size[0] // PREVIEW_SOURCE_WIDTH)
+        planes = self._trap.camera.main_subsampled(frame, step)
         night = self._trap.operating.day_night.night
         with self._fresh:
             self._seq += 1
-            self._copy = FrameCopy(self._seq, t, frame.wall_ns, night, yuv,
-                                   tuple(frame.main_size))
+            self._copy = FrameCopy(self._seq, t, frame.wall_ns, night, planes)
             self._fresh.notify_all()
 
     # -- the link's thread -----------------------------------------------------
@@ -85,15 +85,15 @@ class PreviewTap:
             copy = self._copy
         if copy is None:
             raise NoPreview("no camera view: the camera is not delivering frames")
-        return {"jpeg": encode_small(copy.yuv, copy.size, max_width), "seq": copy.seq,
+        return {"jpeg": encode_small(copy.planes, max_width), "seq": copy.seq,
                 "wall_ns": copy.wall_ns, "night": copy.night,
                 "overlay": overlay(self._trap.config)}
 
 
-def encode_small(yuv: np.ndarray, size: tuple[int, int], max_width: int) -> bytes:
-    """A YUV420 image at most `max_width` wide (even sizes), as JPEG."""
-    width, height = size
-    y, u, v = yuv420_planes(yuv, width, height)
+def encode_small(planes: tuple[np.ndarray, np.ndarray, np.ndarray], max_width: int) -> bytes:
+    """Y, U, V planes (4:2:0) resized to at most `max_width` wide (even sizes), as JPEG."""
+    y, u, v = planes
+    height, width = y.shape
     scale = min(1.0, max(16, max_width) / width)
     out_w = max(2, int(width * scale) // 2 * 2)
     out_h = max(2, int(height * scale) // 2 * 2)
