@@ -6,6 +6,8 @@
 # PREFIX (default /opt/trapd) is the checkout with its .venv. With DESTDIR set,
 # files go below it and the user/systemctl steps are skipped (packaging, tests).
 # FLEET=1 also installs the drop-in that lets the fleet uploader reach the network.
+# SETUP=1 also installs the setup page's unit (trapd-setup.service, enabled) and the
+# drop-in that lets the daemon set the clock from the page (docs/setup.md).
 set -eu
 
 PREFIX=${PREFIX:-/opt/trapd}
@@ -14,7 +16,10 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 UNIT=$DESTDIR/etc/systemd/system/trapd.service
 CONFIG=$DESTDIR/etc/trapd/config.yaml
 DROPIN=$DESTDIR/etc/systemd/system/trapd.service.d/fleet.conf
+SETUP_UNIT=$DESTDIR/etc/systemd/system/trapd-setup.service
+SETUP_DROPIN=$DESTDIR/etc/systemd/system/trapd.service.d/setup.conf
 FLEET=${FLEET:-0}
+SETUP=${SETUP:-0}
 DRY=0
 ACTION=install
 for arg in "$@"; do
@@ -50,6 +55,16 @@ install_trapd() {
         run mkdir -p "$(dirname "$DROPIN")"
         run cp "$HERE/systemd/trapd.service.d/fleet.conf" "$DROPIN"
     fi
+    if [ "$SETUP" = 1 ]; then
+        run mkdir -p "$(dirname "$SETUP_DROPIN")"
+        run cp "$HERE/systemd/trapd.service.d/setup.conf" "$SETUP_DROPIN"
+        if [ "$DRY" = 1 ]; then
+            echo "+ write $SETUP_UNIT (ExecStart=$PREFIX/.venv/bin/trapd setup-page)"
+        else
+            sed "s#/opt/trapd/#$PREFIX/#g" "$HERE/systemd/trapd-setup.service" > "$SETUP_UNIT"
+            chmod 0644 "$SETUP_UNIT"
+        fi
+    fi
     if [ -e "$CONFIG" ]; then
         echo "keeping the existing $CONFIG"
     elif [ "$DRY" = 1 ]; then
@@ -61,13 +76,19 @@ install_trapd() {
     on_target chgrp trapd "$CONFIG"
     on_target systemctl daemon-reload
     on_target systemctl enable trapd.service
+    if [ "$SETUP" = 1 ]; then
+        on_target systemctl enable trapd-setup.service
+    fi
     echo "installed: edit $CONFIG (station, deployment, location), check it with"
     echo "  $PREFIX/.venv/bin/trapd check-config $CONFIG, then: systemctl start trapd"
 }
 
 uninstall_trapd() {
     on_target systemctl disable --now trapd.service
-    run rm -f "$UNIT" "$DROPIN"
+    if [ -e "$SETUP_UNIT" ]; then
+        on_target systemctl disable --now trapd-setup.service
+    fi
+    run rm -f "$UNIT" "$DROPIN" "$SETUP_UNIT" "$SETUP_DROPIN"
     on_target systemctl daemon-reload
     echo "removed the service; kept $CONFIG, the images in /var/lib/trapd and the user trapd"
 }

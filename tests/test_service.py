@@ -4,6 +4,7 @@ that verifies."""
 
 import os
 import re
+from pathlib import Path
 import socket
 import subprocess
 import sys
@@ -170,3 +171,43 @@ def test_install_with_fleet_stages_the_drop_in(tmp_path):
                    env={**os.environ, "DESTDIR": str(tmp_path), "FLEET": "1"})
     staged = tmp_path / "etc/systemd/system/trapd.service.d/fleet.conf"
     assert staged.read_text() == (REPO / "systemd" / "trapd.service.d" / "fleet.conf").read_text()
+
+
+def security_report(unit: Path) -> tuple[set[str], float]:
+    """systemd-analyze security's failed checks (e.g. 'ProtectClock=') and overall exposure."""
+    result = subprocess.run([require_tool("systemd-analyze"), "security", "--offline=true", str(unit)],
+                            capture_output=True, text=True)
+    failed = {line.split()[1] for line in result.stdout.splitlines() if line.startswith("✗")}
+    found = re.search(r"Overall exposure level for [\w.-]+: (\d+\.\d+)", result.stdout)
+    assert found, result.stdout[-400:] + result.stderr
+    return failed, float(found.group(1))
+
+
+def test_the_setup_drop_in_adds_only_the_clock_and_keeps_exposure_at_most_2(tmp_path):
+    """With setup.enabled the daemon sets the clock from the page: the drop-in allows
+    exactly that (CAP_SYS_TIME, the clock calls), and the unit still verifies."""
+    (tmp_path / "base").mkdir()
+    base_failed, base_exposure = security_report(
+        local_unit(REPO / "systemd" / "trapd.service", tmp_path / "base"))
+    unit = local_unit(REPO / "systemd" / "trapd.service", tmp_path)
+    unit.write_text(unit.read_text() + "\n" + (REPO / "systemd" / "trapd.service.d" / "setup.conf").read_text())
+    verify = subprocess.run([require_tool("systemd-analyze"), "verify", "--man=no", str(unit)],
+                            capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stderr
+    failed, exposure = security_report(unit)
+    # @clock is part of @privileged, and the capability is ambient: both are the clock too.
+    assert failed - base_failed == {"ProtectClock=", "CapabilityBoundingSet=~CAP_SYS_TIME",
+                                    "AmbientCapabilities=", "SystemCallFilter=~@clock",
+                                    "SystemCallFilter=~@privileged"}
+    assert base_exposure < exposure <= 2.0
+
+
+def test_install_with_setup_stages_the_page_unit_and_the_clock_drop_in(tmp_path):
+    subprocess.run(["sh", str(REPO / "scripts" / "install.sh")], check=True, capture_output=True,
+                   env={**os.environ, "DESTDIR": str(tmp_path), "SETUP": "1", "PREFIX": "/srv/trapd"})
+    systemd_dir = tmp_path / "etc/systemd/system"
+    assert (systemd_dir / "trapd.service.d/setup.conf").read_text() == \
+        (REPO / "systemd" / "trapd.service.d" / "setup.conf").read_text()
+    page_unit = (systemd_dir / "trapd-setup.service").read_text()
+    assert "ExecStart=/srv/trapd/.venv/bin/trapd setup-page" in page_unit
+    assert not (systemd_dir / "trapd.service.d/fleet.conf").exists()
