@@ -8,7 +8,8 @@ The frozen dataclasses below say what each section holds: each setting field
 carries a rule in its metadata (what it accepts and how to say so), each
 section field names its dataclass, and rules that link fields live in each
 section's `validate()`. trapd/schema.py reads the file against them (the
-simulator's scenario files are read the same way).
+simulator's scenario files are read the same way). The station, fleet, setup
+and operating sections live in config_<name>.py beside this file.
 
 A relative `storage.root` is taken from the config file's folder when the
 file is loaded by path (`load_config`), so where photos go never depends on
@@ -19,7 +20,6 @@ joins it to `base_dir` if given, else leaves it relative.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -32,6 +32,9 @@ import yaml
 # Sections kept in their own modules, importable from here like the rest.
 from trapd.config_fleet import FleetConfig, SyncConfig, TelemetryConfig  # noqa: F401
 from trapd.config_setup import SetupConfig  # noqa: F401
+from trapd.config_station import (  # noqa: F401
+    CONTRIBUTOR_ROLES, MAX_CONTRIBUTORS, MAX_EMAIL_CHARS, MAX_NAME_CHARS, SAMPLING_DESIGNS,
+    CameraMountConfig, Contributor, LocationConfig, ProjectConfig, StationConfig)
 from trapd.config_operating import (  # noqa: F401
     POWER_MODES,
     WEEKDAYS,
@@ -42,13 +45,10 @@ from trapd.config_operating import (  # noqa: F401
     parse_time_of_day,
 )
 from trapd.errors import ConfigError
-from trapd.location import EXACT, PUBLISH_CHOICES
 from trapd.schema import NO_VALUE, Problem  # noqa: F401 (re-exported)
 from trapd.schema import Section as _Section
 from trapd.schema import Rule as _Rule
-from trapd.schema import choice as _choice
 from trapd.schema import flag as _flag
-from trapd.schema import free_text as _free_text
 from trapd.schema import integer as _integer
 from trapd.schema import integer_choice as _integer_choice
 from trapd.schema import is_free_text as _is_free_text
@@ -58,7 +58,6 @@ from trapd.schema import number as _number
 from trapd.schema import read_document, read_text
 from trapd.schema import section as _section
 from trapd.schema import setting as _setting
-from trapd.schema import text as _text
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
 
@@ -111,13 +110,6 @@ def _gpio_pin(*, nullable: bool = False) -> _Rule:
     return _integer(_FIRST_GPIO, _LAST_GPIO, "(BCM GPIO number)", nullable=nullable)
 
 
-# Free text that goes into every photo's EXIF/XMP (Artist, Copyright,
-# CameraOwnerName) must stay far below the 64 KB an EXIF segment can hold,
-# or the trap could not tag, and so not save, a single photo.
-MAX_NAME_CHARS = 200
-# The longest address RFC 5321 lets through.
-MAX_EMAIL_CHARS = 254
-MAX_CONTRIBUTORS = 50
 # Linux's PATH_MAX is 4096 bytes; a UTF-8 character takes up to 4.
 MAX_PATH_CHARS = 1024
 
@@ -165,52 +157,6 @@ _MASKS_RULE = _Rule(
 # --------------------------------------------------------------------------
 # Config sections
 # --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LocationConfig(_Section):
-    latitude: float = _setting(_number(-90, 90, "degrees north (WGS84)"))
-    longitude: float = _setting(_number(-180, 180, "degrees east (WGS84)"))
-    elevation_m: float | None = _setting(_number(-500, 9000, "metres", nullable=True), None)
-    uncertainty_m: int = _setting(_integer(1, math.inf, "metres"), 10)
-    # How much of the position leaves the trap (images' GPS, exports): see trapd/location.py.
-    publish: str = _setting(_choice(PUBLISH_CHOICES), EXACT)
-
-
-@dataclass(frozen=True)
-class CameraMountConfig(_Section):
-    height_m: float | None = _setting(_number(0, 20, "metres above ground", nullable=True), None)
-    heading_deg: int | None = _setting(_integer(0, 360, "degrees from north", nullable=True), None)
-    tilt_deg: int | None = _setting(_integer(-90, 90, "degrees above level", nullable=True), None)
-
-
-@dataclass(frozen=True)
-class StationConfig(_Section):
-    station_id: str = _setting(
-        _text(
-            r"[A-Za-z0-9-]{1,32}",
-            "1 to 32 letters A-Z, digits or '-': no spaces, '/', '.' or '_', because it "
-            "starts every file name (<station>_<date>_...) and '_' separates the parts",
-        )
-    )
-    deployment_id: str = _setting(
-        _text(
-            r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}",
-            "1 to 64 letters A-Z, digits, '.', '_' or '-', not starting with '.' "
-            "(it names a directory)",
-        )
-    )
-    location: LocationConfig = _section(LocationConfig, required=True)
-    camera: CameraMountConfig = _section(CameraMountConfig)
-    # Person or organisation, for EXIF Artist/Copyright/CameraOwnerName.
-    owner: str = _setting(_free_text(MAX_NAME_CHARS, what=" (it goes into every photo)"), "")
-    # For EXIF Copyright.
-    license: str = _setting(_free_text(MAX_NAME_CHARS, what=" (it goes into every photo)"),
-                            "CC-BY-4.0")
-    # "auto" = read from the Pi's /proc/cpuinfo at run time.
-    serial_number: str = _setting(
-        _text(r"[\x20-\x7e]{1,64}", "'auto' or 1 to 64 printable ASCII characters"), "auto"
-    )
 
 
 @dataclass(frozen=True)
@@ -324,64 +270,6 @@ class TimeConfig(_Section):
     @property
     def tz(self) -> timezone:
         return timezone(timedelta(minutes=_utc_offset_minutes(self.utc_offset)))
-
-
-# Camtrap DP 1.0.2 enumerations (camtrap-dp-profile.json).
-SAMPLING_DESIGNS = ("simpleRandom", "systematicRandom", "clusteredRandom", "experimental",
-                    "targeted", "opportunistic")
-CONTRIBUTOR_ROLES = ("contact", "principalInvestigator", "rightsHolder", "publisher",
-                     "contributor")
-_CONTRIBUTOR_KEYS = ("title", "role", "email", "organization")
-# Data Package licence names, e.g. CC0-1.0 (SPDX identifiers fit).
-_LICENSE_NAME = r"[-a-zA-Z0-9._]{1,64}"
-
-
-@dataclass(frozen=True)
-class Contributor:
-    title: str
-    role: str = "contributor"
-    email: str | None = None
-    organization: str | None = None
-
-
-def _is_contributor(entry: Any) -> bool:
-    if not isinstance(entry, dict) or not set(entry) <= set(_CONTRIBUTOR_KEYS):
-        return False
-    title = entry.get("title")
-    if not _is_free_text(title, MAX_NAME_CHARS) or not title.strip():
-        return False
-    if entry.get("role", "contributor") not in CONTRIBUTOR_ROLES:
-        return False
-    return (entry.get("email") is None or _is_free_text(entry["email"], MAX_EMAIL_CHARS)) and \
-        (entry.get("organization") is None or _is_free_text(entry["organization"], MAX_NAME_CHARS))
-
-
-_CONTRIBUTORS_RULE = _Rule(
-    expected=(
-        "a list of people or organisations, each '- {title: NAME, role: ROLE}' with optional "
-        f"email and organization; ROLE one of {', '.join(CONTRIBUTOR_ROLES)}; texts on one "
-        f"line, at most {MAX_NAME_CHARS} characters ({MAX_EMAIL_CHARS} for an email); at most "
-        f"{MAX_CONTRIBUTORS} entries"
-    ),
-    is_valid=lambda v: (isinstance(v, list) and len(v) <= MAX_CONTRIBUTORS
-                        and all(_is_contributor(e) for e in v)),
-    convert=lambda v: tuple(Contributor(**e) for e in v),
-)
-
-
-@dataclass(frozen=True)
-class ProjectConfig(_Section):
-    """What a Camtrap DP export says about the study (datapackage.json `project`)."""
-
-    # "" = "Camera trap station <station_id>".
-    title: str = _setting(_free_text(MAX_NAME_CHARS), "")
-    sampling_design: str = _setting(_choice(SAMPLING_DESIGNS), "opportunistic")
-    individual_animals: bool = _setting(_flag(), False)
-    # Licence of the exported tables; the images carry station.license.
-    data_license: str = _setting(_text(_LICENSE_NAME, "a licence identifier such as CC0-1.0 "
-                                       "or CC-BY-4.0 (1 to 64 letters, digits, '.', '_', '-')"), "CC0-1.0")
-    # [] = station.owner as rights holder.
-    contributors: tuple[Contributor, ...] = _setting(_CONTRIBUTORS_RULE, ())
 
 
 _SENSOR_FILE_RULE = _Rule(
