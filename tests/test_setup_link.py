@@ -17,87 +17,17 @@ import pytest
 import simplejpeg
 import yaml
 
-from conftest import Bench, config_dict
+from conftest import config_dict
 from hw_sim.scenario import AnimalPass
-from trapd.config import load_config, parse_config
-from trapd.daemon import Daemon
+from linked_trap import BUTTON_PIN, LED_PIN, linked, wait_until  # noqa: F401 (fixture)
+from trapd.config import parse_config
 from trapd.deployments import clock_steps
 from trapd.errors import ConfigError
 from trapd.setup.link import LinkClient, LinkError
 from trapd.setup.secret import SecretError, create_secret, read_secret
-from trapd.setup.service import start_setup
 from trapd.storage import Store
 
 NS = 1_000_000_000
-BUTTON_PIN, LED_PIN = 22, 23
-
-
-def wait_until(predicate, what: str, timeout_s: float = 60.0):
-    """Poll (real time) until `predicate()` is true; fail naming `what`. Not a timing assert:
-    the limit only keeps a broken run from hanging."""
-    deadline = time.monotonic() + timeout_s
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"no {what} within {timeout_s:g} s"
-        time.sleep(0.01)
-    return value
-
-
-class LinkedTrap:
-    """A simulated trap whose daemon loop runs in a thread, serving the setup link."""
-
-    def __init__(self, tmp_path: Path, setup: dict | None = None, overrides: dict | None = None,
-                 animals=()) -> None:
-        # A short folder: a Unix socket's path is limited to 107 bytes.
-        self.folder = Path(tempfile.mkdtemp(prefix="trapd-link-"))
-        self.socket = self.folder / "setup.sock"
-        secret_file = self.folder / "secret"
-        self.secret = create_secret(secret_file)[0].encode()
-        settings = {"setup": {"enabled": True, "link_socket": str(self.socket),
-                              "secret_file": str(secret_file), "after_boot_s": 0,
-                              **(setup or {})},
-                    "hardware": {"status_led_pin": LED_PIN}, **(overrides or {})}
-        self.config_path = tmp_path / "config.yaml"
-        self.config_path.write_text(yaml.safe_dump(config_dict(tmp_path, settings)))
-        self.bench = Bench(tmp_path, settings, animals)
-        self.clock = self.bench.clock
-        self.daemon = Daemon(str(self.config_path), load_config(self.config_path), self.bench.trap)
-        self.setup = start_setup(self.daemon, self.bench.factory)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self.daemon.run,
-                                        kwargs={"until": self._stop.is_set}, daemon=True)
-
-    def start(self) -> "LinkedTrap":
-        self._thread.start()
-        return self
-
-    def client(self, secret: bytes | None = None) -> LinkClient:
-        return LinkClient(self.socket, self.secret if secret is None else secret)
-
-    def pir_pulse_in(self, seconds: float) -> int:
-        """A PIR pulse `seconds` of virtual time from now; its monotonic time."""
-        return self.bench.pir_pulse_at(seconds)
-
-    def stop(self) -> None:
-        if self._stop.is_set():
-            return
-        self._stop.set()
-        self._thread.join(60)
-        self.setup.stop()
-        self.bench.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-@pytest.fixture
-def linked(tmp_path):
-    traps = []
-
-    def make(**kwargs) -> LinkedTrap:
-        traps.append(LinkedTrap(tmp_path, **kwargs))
-        return traps[-1]
-
-    yield make
-    for trap in traps:
-        trap.stop()
 
 
 # -- the secret -------------------------------------------------------------------
@@ -316,6 +246,69 @@ def test_health_gives_the_page_and_status_the_same_block(linked):
     assert health["battery_trend_v_per_day"] is None        # no battery history without telemetry
     assert health["last_events"][0]["files"] and health["led_status"] == "healthy"
     assert health["day_night"] == "day" and health["power_mode"] == "streaming"
+
+
+def test_setup_photo_is_stored_as_a_setup_event_from_the_running_camera(linked):
+    from conftest import exiftool_tags
+    trap = linked(setup={"after_boot_s": 3600}).start()
+    client = trap.client()
+    photo = client.setup_photo("setup", "technician A. Ranger")
+    root = Path(trap.bench.config.storage.root)
+    assert photo["kind"] == "setup" and photo["file"].endswith("_01.jpg")
+    image = simplejpeg.decode_jpeg((root / photo["file"]).read_bytes())
+    assert image.shape[:2][::-1] == trap.bench.config.hardware.camera.main_size   # the full image
+    with pytest.raises(LinkError, match="not a setup photo kind"):
+        client.setup_photo("selfie", "someone")
+    trap.stop()
+    store = Store(root, 0, recover=False)
+    try:
+        (frame,) = [f for f in store.saved_frames(("pending",)) if f["trigger"] == "setup"]
+        note = store.index.execute("SELECT note FROM events WHERE event_id = ?",
+                                   (photo["event_id"],)).fetchone()[0]
+    finally:
+        store.close()
+    assert frame["event_id"] == photo["event_id"] and frame["file"] == photo["file"]
+    assert frame["event_images"] == 1 and frame["sha256"]
+    assert note == "taken from the setup page by technician A. Ranger"
+    tags = exiftool_tags(root / photo["file"])
+    assert tags["XMP-trap:TriggerSource"] == "setup"
+    assert tags["XMP-trap:EventID"] == photo["event_id"]
+
+
+def test_a_setup_photo_from_a_standby_trap_wakes_its_camera(linked):
+    trap = linked(overrides={"power": {"mode": "standby"}}).start()
+    wait_until(lambda: not trap.daemon.trap.camera.running, "standby (camera stopped)")
+    photo = trap.client().setup_photo("pickup", "someone")
+    assert photo["kind"] == "pickup"
+    assert (Path(trap.bench.config.storage.root) / photo["file"]).stat().st_size > 1000
+
+
+def test_ending_then_starting_a_deployment_through_the_link(linked):
+    """End (`trapd deployment end`'s function and message), then the new id checked against
+    the card (`trapd deployment start`'s), written as the page writes it, and reloaded."""
+    from trapd.cli_deployment import write_new_deployment
+    trap = linked().start()
+    client = trap.client()
+    old = client.health()["deployment_id"]
+    ended = client.end_deployment()
+    assert ended == {"ok": True, "deployment_id": old,
+                     "message": f"deployment {old} ended now; exports give this as its end"}
+    assert client.health()["deployment_end_kind"] == "pickup"
+    offered = client.deployments()
+    assert offered["current"] == old and offered["recorded"] == [old]
+    new = offered["next_id"]
+    assert new != old
+    refused = client.check_deployment_id(old)
+    assert refused == {"ok": False, "current": old, "message": f"deployment {old} already ran "
+                       "on this card: a new deployment needs a new id"}
+    assert client.check_deployment_id(new)["ok"]
+    write_new_deployment(trap.config_path, new)
+    assert client.reload()["ok"]
+    health = client.health()
+    assert health["deployment_id"] == new and health["deployment_start"]
+    assert health["deployment_end_kind"] is None
+    assert client.deployments()["recorded"] == [old, new]
+    assert client.check_deployment_id(old)["message"] == refused["message"]    # ran before
 
 
 # -- the commands -------------------------------------------------------------------

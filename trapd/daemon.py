@@ -13,15 +13,16 @@ import queue
 import signal
 import socket
 import threading
+from concurrent.futures import Future, TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 from trapd.camera import Camera
 from trapd.clock import Clock, SystemClock
 from trapd.config import Config, load_config
 from trapd.deployments import OperationLog, capture_state
-from trapd.errors import ConfigError, GpioUnavailable, HardwareError
+from trapd.errors import ConfigError, GpioUnavailable, HardwareError, TrapdError
 from trapd.location import for_images
 from trapd.metadata import StationInfo, camera_identity
 from trapd.operating import Operating
@@ -36,6 +37,8 @@ from trapd.watchdog import Watchdog, watchdog_interval_ns
 log = logging.getLogger(__name__)
 
 CPUINFO = Path("/proc/cpuinfo")
+IN_LOOP_WAIT_S = 30.0       # real seconds another thread waits for the loop to run its work
+T = TypeVar("T")
 
 
 def sd_notify(message: str) -> bool:
@@ -162,6 +165,8 @@ class Daemon:
         self._reloaded = threading.Condition()
         self.last_reload = {"ok": True, "message": "running the config it started with"}
         self._clock_steps: queue.SimpleQueue = queue.SimpleQueue()
+        self._work: queue.SimpleQueue = queue.SimpleQueue()     # (work, Future) from in_loop
+        self._looping = False
         self.watchdog = Watchdog(watchdog_interval_ns(), trap.clock, sd_notify)
 
     def install_signal_handlers(self) -> None:
@@ -194,6 +199,30 @@ class Daemon:
         """The wall clock was just set (from another thread): recorded by the loop."""
         self._clock_steps.put((self.trap.clock.wall_ns(), step_ns, source, confirmed_by))
 
+    def in_loop(self, work: Callable[[], T], wait_s: float = IN_LOOP_WAIT_S) -> T:
+        """`work()` run by the daemon's loop between two frames (from another thread, e.g.
+        the setup link's): the loop is the index's one writer. Its result, or its exception.
+        Keep `work` short: the trap's next frame waits for it."""
+        if not self._looping:
+            raise TrapdError("the trap is not running its loop (starting or stopping)")
+        done: Future = Future()
+        self._work.put((work, done))
+        self.trap.wake()
+        try:
+            return done.result(wait_s)
+        except FutureTimeout:
+            raise TrapdError(f"the trap did not get to it within {wait_s:g} s") from None
+
+    def _run_work(self) -> None:
+        while not self._work.empty():
+            work, done = self._work.get()
+            if not done.set_running_or_notify_cancel():
+                continue
+            try:
+                done.set_result(work())
+            except BaseException as exc:        # handed to the caller, who reports it
+                done.set_exception(exc)
+
     def show_status_code(self) -> None:
         """The trap's status on the LED for a few seconds (start-up, on demand)."""
         if self.trap.status_led is not None:
@@ -206,8 +235,10 @@ class Daemon:
         sd_notify("READY=1")
         self.show_status_code()
         self.operation.beat(capture_state(self.trap))
+        self._looping = True
         while not (self._stop or until() or self.trap.stop_requested):
             self.trap.step()
+            self._run_work()
             self._record_clock_steps()
             self.operation.beat(capture_state(self.trap))
             self.watchdog.tick(self.trap.last_frame_ns)
@@ -218,6 +249,8 @@ class Daemon:
                     self._reloads_done = asked
                     self._reloaded.notify_all()
         sd_notify("STOPPING=1")
+        self._looping = False
+        self._run_work()            # whatever was handed in before the loop ended
         self.trap.finish()
         self._record_clock_steps()
         self.operation.close()

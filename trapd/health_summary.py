@@ -53,14 +53,16 @@ class Now:
 def health_summary(config: Config, root: str | Path, now: Now) -> dict:
     root = Path(root)
     with _read_only(root / DB_NAME) as db:
-        deployment_start = _deployment_start(db, config.station.deployment_id)
+        start_ns, end_ns, end_kind = _deployment_row(db, config.station.deployment_id)
         free_mb = shutil.disk_usage(root).free // MB
         battery_v = now.readings.battery_voltage_v
         low_v = config.power.battery_low_v
         summary = {
             "station_id": config.station.station_id,
             "deployment_id": config.station.deployment_id,
-            "deployment_start": deployment_start and _iso(deployment_start, config),
+            "deployment_start": start_ns and _iso(start_ns, config),
+            "deployment_end": end_ns and _iso(end_ns, config),     # set by a pickup
+            "deployment_end_kind": end_kind,
             "clock_synced": now.clock_synced,
             "trap_wall_ns": now.wall_ns,
             "free_mb": free_mb,
@@ -92,7 +94,9 @@ def summary_lines(s: dict) -> list[str]:
     lines = [
         f"health: {s['led_status']} (LED code)",
         f"  station {s['station_id']}, deployment {s['deployment_id']} from "
-        f"{s['deployment_start'] or 'not recorded on this card'}",
+        f"{s['deployment_start'] or 'not recorded on this card'}"
+        + (f", ended ({s['deployment_end_kind']}) {s['deployment_end']}"
+           if s.get("deployment_end_kind") else ""),
         f"  clock: {trap_time:%Y-%m-%d %H:%M:%S} UTC, {synced}",
         f"  space: {s['free_mb']} MB free, "
         + ("days left: unknown (no images in the last 7 days)" if s["days_left"] is None
@@ -142,10 +146,11 @@ def _iso(wall_ns: int, config: Config) -> str:
     return dt.datetime.fromtimestamp(wall_ns / NS, config.time.tz).isoformat(timespec="seconds")
 
 
-def _deployment_start(db, deployment_id: str) -> int | None:
-    rows = _query(db, "SELECT start_wall_ns FROM deployments WHERE deployment_id = ?",
-                  (deployment_id,))
-    return rows[0][0] if rows else None
+def _deployment_row(db, deployment_id: str) -> tuple[int | None, int | None, str | None]:
+    """Its start, and its end and end_kind once it ended (pickup, redeployed)."""
+    rows = _query(db, "SELECT start_wall_ns, end_wall_ns, end_kind FROM deployments "
+                      "WHERE deployment_id = ?", (deployment_id,))
+    return rows[0] if rows else (None, None, None)
 
 
 def _days_left(db, now_ns: int, usable_mb: float) -> float | None:

@@ -6,7 +6,8 @@ sensor's zone is. Outside walktest the LED stays dark (it could scare
 animals or draw people).
 snapshot: one JPEG with the current camera settings (size, rotation, night
 exposure cap), for framing the view.
-setup_photo (`trapd snapshot --setup` / `--pickup`): the same photo, tagged like
+setup_photo (`trapd snapshot --setup` / `--pickup`; the setup page through the
+daemon: trapd/setup/photo.py): the same photo, tagged like
 the trap's photos and stored in the card's queue as an event of its own whose
 trigger is `setup` or `pickup`; export writes it with cameraSetupType `setup`,
 never as a detection (trapd/export.py).
@@ -74,7 +75,9 @@ def walktest(config: Config, clock: Clock, pin_factory=None, duration_s: float =
 
 
 @dataclass(frozen=True)
-class _Shot:
+class Shot:
+    """One photo before it is tagged: from `trapd snapshot`'s own camera, or from the
+    running daemon's newest frame (trapd/setup/photo.py)."""
     jpeg: bytes                # untagged
     wall_ns: int
     sensor_timestamp_ns: int
@@ -83,7 +86,7 @@ class _Shot:
     camera_model: str
 
 
-def _shoot(config: Config, picamera2_class: type, clock: Clock, night: bool) -> _Shot:
+def _shoot(config: Config, picamera2_class: type, clock: Clock, night: bool) -> Shot:
     camera = Camera(picamera2_class, config.hardware.camera, clock)
     camera.open()
     try:
@@ -96,8 +99,8 @@ def _shoot(config: Config, picamera2_class: type, clock: Clock, night: bool) -> 
             jpeg = frame.encode_jpeg(config.storage.jpeg_quality)
         finally:
             frame.release()
-        return _Shot(jpeg, frame.wall_ns, frame.sensor_timestamp_ns, dict(frame.metadata),
-                     tuple(frame.main_size), camera.model)
+        return Shot(jpeg, frame.wall_ns, frame.sensor_timestamp_ns, dict(frame.metadata),
+                    tuple(frame.main_size), camera.model)
     finally:
         camera.close()
 
@@ -114,6 +117,7 @@ def snapshot(config: Config, picamera2_class: type, clock: Clock, path: Path,
 class SetupPhoto:
     event_id: str
     path: Path          # the photo in the queue
+    relative: str       # ... relative to the storage root, as the index names it
 
 
 def setup_photo(config: Config, picamera2_class: type, clock: Clock, kind: str,
@@ -122,48 +126,80 @@ def setup_photo(config: Config, picamera2_class: type, clock: Clock, kind: str,
     the trap's photos (EXIF and XMP, trigger source `kind`) and stored in the
     queue as a one-image event with trigger `kind`."""
     from trapd.daemon import station_info       # the daemon's imports stay out of walktest
-    from trapd.metadata import CaptureInfo, build_exif, build_xmp, local_time, tag_jpeg
-    from trapd.moon import moon_phase
-    from trapd.storage import UNRECORDED, FrameRecord, Store
+    from trapd.storage import Store
 
-    if kind not in SETUP_TRIGGERS:
-        raise ValueError(f"not a setup photo kind: {kind!r}")
+    check_kind(kind)
     shot = _shoot(config, picamera2_class, clock, night)    # no event while the camera fails
-    station = station_info(config, shot.camera_model)
-    synced = clock.is_synchronised()
-    root = storage_root or config.storage.root
-    store = Store(root, config.storage.min_free_mb, recover=False)
+    store = Store(storage_root or config.storage.root, config.storage.min_free_mb, recover=False)
     try:
-        event = store.open_event(station.station_id, station.deployment_id, kind,
-                                 shot.sensor_timestamp_ns, shot.wall_ns, synced)
-        if event.number == UNRECORDED:
-            raise StorageError(f"the {kind} photo was not stored: the card at {root} is full")
-        media_id = uuid.uuid4().hex
-        w, h = shot.size
-        m = shot.metadata
-        capture = CaptureInfo(
-            wall_time_ns=shot.wall_ns, media_id=media_id, event_id=event.event_id,
-            event_number=event.number, sequence=1,
-            capture_method="",      # neither Camtrap DP value: taken by hand (export.py)
-            trigger_source=kind, motion_score=None, width=w, height=h,
-            exposure_time_us=m.get("ExposureTime"), analogue_gain=m.get("AnalogueGain"),
-            digital_gain=m.get("DigitalGain"), lux=m.get("Lux"),
-            moon_phase=moon_phase(shot.wall_ns).name, clock_synchronised=synced,
-            pre_trigger=False, sensor_timestamp_ns=shot.sensor_timestamp_ns, event_length=1)
-        jpeg = tag_jpeg(shot.jpeg, build_exif(station, capture), build_xmp(station, capture))
-        when = local_time(shot.wall_ns, station.utc_offset)
-        name = (f"{station.station_id}_{when:%Y%m%d_%H%M%S}_"
-                f"E{event.number:06d}_01.jpg")      # the trap's pattern (trap.py _file_name)
-        record = FrameRecord(
-            event_number=event.number, sequence=1, sensor_timestamp_ns=shot.sensor_timestamp_ns,
-            capture_wall_ns=shot.wall_ns, pre_trigger=False, score=None, kept=True,
-            media_id=media_id, metadata={k: m[k] for k in ("ExposureTime", "AnalogueGain",
-                                                           "DigitalGain", "Lux") if k in m})
-        saved = store.add_frame(record, jpeg, f"{when:%Y-%m-%d}/{name}")
-        store.close_event(event, clock.wall_ns(), None if saved else f"{kind} photo not saved")
-        if saved is None:
-            raise StorageError(f"the {kind} photo was not stored in {root} (card full, or "
-                               "its images folder unusable: see `trapd status`)")
-        return SetupPhoto(event.event_id, Path(root) / saved)
+        return store_setup_photo(store, station_info(config, shot.camera_model), shot, kind,
+                                 clock)
     finally:
         store.close()
+
+
+def check_kind(kind: str) -> None:
+    if kind not in SETUP_TRIGGERS:
+        raise ValueError(f"not a setup photo kind: {kind!r}")
+
+
+def _at_once(work):
+    return work()
+
+
+def store_setup_photo(store, station, shot: Shot, kind: str, clock: Clock,
+                      on_index_thread=_at_once, note: str | None = None) -> SetupPhoto:
+    """`shot` tagged (trigger source `kind`) and stored in `store` as a one-image event
+    with trigger `kind`. Index writes run through `on_index_thread(work)`: in the
+    daemon, its loop (the index's one writer); the file is saved durably on the
+    calling thread, between them, as the trap's writer threads do."""
+    from trapd.storage import UNRECORDED
+
+    synced = clock.is_synchronised()
+    event = on_index_thread(lambda: store.open_event(
+        station.station_id, station.deployment_id, kind, shot.sensor_timestamp_ns,
+        shot.wall_ns, synced))
+    if event.number == UNRECORDED:
+        raise StorageError(f"the {kind} photo was not stored: the card at {store.root} is full")
+    record, jpeg, relative = _tagged(station, shot, kind, event, synced)
+    saved = store.save_file(relative, jpeg)
+
+    def index_it() -> None:
+        store.index_frame(record, jpeg, saved)
+        store.close_event(event, clock.wall_ns(), note if saved else f"{kind} photo not saved")
+
+    on_index_thread(index_it)
+    if saved is None:
+        raise StorageError(f"the {kind} photo was not stored in {store.root} (card full, or "
+                           "its images folder unusable: see `trapd status`)")
+    return SetupPhoto(event.event_id, Path(store.root) / saved, saved)
+
+
+def _tagged(station, shot: Shot, kind: str, event, synced: bool | None):
+    """The photo's index row, its tagged JPEG and its file name (the trap's pattern)."""
+    from trapd.metadata import CaptureInfo, build_exif, build_xmp, local_time, tag_jpeg
+    from trapd.moon import moon_phase
+    from trapd.storage import FrameRecord
+
+    media_id = uuid.uuid4().hex
+    w, h = shot.size
+    m = shot.metadata
+    capture = CaptureInfo(
+        wall_time_ns=shot.wall_ns, media_id=media_id, event_id=event.event_id,
+        event_number=event.number, sequence=1,
+        capture_method="",      # neither Camtrap DP value: taken by hand (export.py)
+        trigger_source=kind, motion_score=None, width=w, height=h,
+        exposure_time_us=m.get("ExposureTime"), analogue_gain=m.get("AnalogueGain"),
+        digital_gain=m.get("DigitalGain"), lux=m.get("Lux"),
+        moon_phase=moon_phase(shot.wall_ns).name, clock_synchronised=synced,
+        pre_trigger=False, sensor_timestamp_ns=shot.sensor_timestamp_ns, event_length=1)
+    jpeg = tag_jpeg(shot.jpeg, build_exif(station, capture), build_xmp(station, capture))
+    when = local_time(shot.wall_ns, station.utc_offset)
+    name = (f"{station.station_id}_{when:%Y%m%d_%H%M%S}_"
+            f"E{event.number:06d}_01.jpg")      # the trap's pattern (trap.py _file_name)
+    record = FrameRecord(
+        event_number=event.number, sequence=1, sensor_timestamp_ns=shot.sensor_timestamp_ns,
+        capture_wall_ns=shot.wall_ns, pre_trigger=False, score=None, kept=True,
+        media_id=media_id, metadata={k: m[k] for k in ("ExposureTime", "AnalogueGain",
+                                                       "DigitalGain", "Lux") if k in m})
+    return record, jpeg, f"{when:%Y-%m-%d}/{name}"

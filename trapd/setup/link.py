@@ -219,6 +219,18 @@ class LinkClient:
     def reload(self) -> dict:
         return self._call("reload", 60.0)
 
+    def setup_photo(self, kind: str, confirmed_by: str) -> dict:
+        return self._call("setup_photo", 30.0, kind=kind, confirmed_by=confirmed_by)
+
+    def end_deployment(self) -> dict:
+        return self._call("end_deployment")
+
+    def deployments(self) -> dict:
+        return self._call("deployments")
+
+    def check_deployment_id(self, new_id: str) -> dict:
+        return self._call("check_deployment_id", new_id=new_id)
+
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []

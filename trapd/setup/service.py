@@ -13,6 +13,7 @@ import logging
 
 from trapd.errors import TrapdError
 from trapd.health_summary import health_summary, now_from_trap
+from trapd.setup.deployment import DeploymentCalls, PhotoTap
 from trapd.setup.feeds import Feed
 from trapd.setup.link import LinkServer
 from trapd.setup.mode import COMMAND, SetupMode
@@ -34,12 +35,14 @@ class SetupService:
         self.edges = Feed()
         self.events = Feed()
         self.preview_tap = PreviewTap(self.trap)
+        self.photo_tap = PhotoTap(self.trap)
+        self.deployment = DeploymentCalls(daemon, self.photo_tap)
         self._previous_on_event = None
 
     # -- hooks -----------------------------------------------------------------
     def attach(self) -> None:
         trap = self.trap
-        trap.frame_tap = self.preview_tap
+        trap.frame_tap = self._frame_tap
         trap.on_trigger = self._on_trigger
         trap.pir.edge_listeners.append(self._on_edge)
         self._previous_on_event = trap.on_event
@@ -59,6 +62,10 @@ class SetupService:
             trap.pir.edge_listeners.remove(self._on_edge)
         trap.on_event = self._previous_on_event
         self.mode.on_open = None
+
+    def _frame_tap(self, frame) -> None:
+        self.preview_tap(frame)
+        self.photo_tap(frame)
 
     def _on_edge(self, trigger) -> None:
         self.edges.add({"wall_ns": trigger.t_wall_ns, "event_id": None,
@@ -121,6 +128,18 @@ class SetupService:
     def reload(self) -> dict:
         return self.daemon.reload_and_report()
 
+    def setup_photo(self, kind: str, confirmed_by: str) -> dict:
+        return self.deployment.setup_photo(kind, confirmed_by)
+
+    def end_deployment(self) -> dict:
+        return self.deployment.end_deployment()
+
+    def deployments(self) -> dict:
+        return self.deployment.deployments()
+
+    def check_deployment_id(self, new_id: str) -> dict:
+        return self.deployment.check_deployment_id(new_id)
+
 
 def _without_private(answer: dict, key: str) -> dict:
     answer[key] = [{k: v for k, v in e.items() if not k.startswith("_")} for e in answer[key]]
@@ -130,7 +149,10 @@ def _without_private(answer: dict, key: str) -> dict:
 CALLS = {"mode": SetupService.get_mode, "open_setup": SetupService.open_setup,
          "health": SetupService.health, "preview": SetupService.preview,
          "edges": SetupService.get_edges, "events": SetupService.get_events,
-         "set_clock": SetupService.set_clock, "reload": SetupService.reload}
+         "set_clock": SetupService.set_clock, "reload": SetupService.reload,
+         "setup_photo": SetupService.setup_photo, "end_deployment": SetupService.end_deployment,
+         "deployments": SetupService.deployments,
+         "check_deployment_id": SetupService.check_deployment_id}
 
 
 class RunningSetup:
