@@ -2,7 +2,7 @@
 
 It never touches the camera or GPIO: it asks the daemon over the setup link
 (trapd/setup/link.py, through LinkPool) for the live view, PIR edges, events,
-health, clock and reload, and it reads and writes config.yaml itself with
+health, clock, reload, the setup photo and the deployment's end, and it reads and writes config.yaml itself with
 check-config's rules (trapd/setup/config_page.py)."""
 
 from __future__ import annotations
@@ -164,11 +164,40 @@ class SetupPage:
                                                  *values)
         return await self._applied(checked)
 
+    # --- deployment: the daemon's calls (trapd/setup/deployment.py) ------------
+    async def deployments(self, request: Request) -> Response:
+        return JSONResponse(await self.link.acall("deployments"))
+
+    async def setup_photo(self, request: Request) -> Response:
+        body = await _json_body(request)
+        kind = body.get("kind")
+        if kind not in ("setup", "pickup"):
+            return _error("kind: setup or pickup", 400)
+        who = str(body.get("confirmed_by") or "").strip()[:64] or "setup page"
+        try:
+            photo = await self.link.acall("setup_photo", kind, who)
+        except LinkError as exc:
+            return _error(f"no {kind} photo: {exc}", 502)
+        root = self._storage_root()
+        photo["path"] = str(root / photo["file"]) if root else photo["file"]
+        return JSONResponse(photo)
+
+    async def end_deployment(self, request: Request) -> Response:
+        await _json_body(request)           # JSON only, as every change here
+        ended = await self.link.acall("end_deployment")
+        return JSONResponse(ended, status_code=200 if ended["ok"] else 422)
+
     async def start_deployment(self, request: Request) -> Response:
+        """`trapd deployment start`'s check by the daemon (the card's deployments),
+        then the checked write of config.yaml here, then the daemon's reload."""
         new_id = str((await _json_body(request)).get("deployment_id") or "").strip()
-        health = await self.link.acall("health")
+        if not new_id:
+            return JSONResponse(_refusal("a new deployment id is needed"), status_code=422)
+        verdict = await self.link.acall("check_deployment_id", new_id)
+        if not verdict["ok"]:
+            return JSONResponse(_refusal(verdict["message"]), status_code=422)
         checked = await anyio.to_thread.run_sync(config_page.start_deployment, self.config_path,
-                                                 new_id, health.get("deployment_id"))
+                                                 new_id)
         return await self._applied(checked)
 
     async def _applied(self, checked: config_page.Checked) -> Response:
@@ -215,6 +244,11 @@ class _Refused(Exception):
         self.status = status
 
 
+def _refusal(message: str) -> dict:
+    """A refused change, as check-config's verdicts are shown."""
+    return config_page.Checked([{"line": None, "message": message}]).as_json()
+
+
 def _error(message: str, status: int) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -259,6 +293,9 @@ def create_app(config_path: str, secret: bytes, connect: Callable[[], object]) -
         Route("/api/config", page.write_config, methods=["POST"]),
         Route("/api/config/check", page.check_config, methods=["POST"]),
         Route("/api/location", page.set_location, methods=["POST"]),
+        Route("/api/deployment", page.deployments),
+        Route("/api/deployment/photo", page.setup_photo, methods=["POST"]),
+        Route("/api/deployment/end", page.end_deployment, methods=["POST"]),
         Route("/api/deployment/start", page.start_deployment, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 
 from trapd.check_config import identity_problem, storage_warnings
+from trapd.cli_deployment import write_new_deployment
 from trapd.config import config_folder, parse_config_lines
 from trapd.config_edit import ConfigEditError, replace_text, set_values
 from trapd.errors import ConfigError
@@ -71,13 +72,12 @@ def set_location(path: str, latitude: float, longitude: float, accuracy_m: float
     return _set(path, values)
 
 
-def start_deployment(path: str, new_id: str, current_id: str) -> Checked:
-    """A new station.deployment_id (the daemon starts it at its reload). The card's
-    older deployments are not checked here: `trapd deployment start` does that."""
-    if new_id == current_id:
-        return Checked([{"line": None, "message": f"deployment {new_id} is the one running: "
-                         "a new deployment needs a new id"}])
-    return _set(path, {"station.deployment_id": new_id})
+def start_deployment(path: str, new_id: str) -> Checked:
+    """A new station.deployment_id, written as `trapd deployment start` writes it (the
+    daemon has checked it against the card first, and starts it at its reload)."""
+    checked = Checked()
+    _write(lambda: write_new_deployment(path, new_id), checked, path)
+    return checked
 
 
 def _set(path: str, values: dict) -> Checked:

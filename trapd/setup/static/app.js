@@ -1,4 +1,4 @@
-// trapd setup page: live view, walk test, health, clock, position, config, deployment.
+// trapd setup page: live view, walk test, health, clock, position, config (deployment: deployment.js).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -194,7 +194,7 @@ async function refreshHealth() {
     const received = Date.now();
     renderHealth(reply.health);
     renderOffset(Number(BigInt(reply.health.trap_wall_ns) / 1000000n), (sent + received) / 2);
-    $("deployment-now").textContent = `Running: ${reply.health.deployment_id}`;
+    renderDeployment(reply.health);     // deployment.js
     $("title").textContent = `trapd setup: ${reply.health.station_id}`;
     const until = reply.mode.until_wall_ns;
     $("mode").textContent = until ? `setup mode until ${trapTime(until)} (trap time)` : "setup mode on";
@@ -299,14 +299,6 @@ async function applyConfig() {
   finally { $("apply-config").disabled = false; refreshHealth(); }
 }
 
-async function startDeployment() {
-  const id = $("new-deployment").value.trim();
-  if (!id || !confirm(`Start deployment ${id}? The running one ends when the trap reloads.`)) return;
-  showWrite("deployment-result", await api("/api/deployment/start", { deployment_id: id }));
-  loadConfig();
-  refreshHealth();
-}
-
 window.addEventListener("DOMContentLoaded", () => {
   $("refresh-health").onclick = refreshHealth;
   $("set-clock").onclick = setClock;
@@ -314,7 +306,6 @@ window.addEventListener("DOMContentLoaded", () => {
   $("save-position").onclick = savePosition;
   $("check-config").onclick = checkConfig;
   $("apply-config").onclick = applyConfig;
-  $("start-deployment").onclick = startDeployment;
   if (!window.isSecureContext) readGps();
   walkTest();
   liveView();
