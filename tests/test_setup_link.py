@@ -283,6 +283,17 @@ def test_a_setup_photo_from_a_standby_trap_wakes_its_camera(linked):
     assert (Path(trap.bench.config.storage.root) / photo["file"]).stat().st_size > 1000
 
 
+def test_a_pir_event_while_setup_photos_are_taken_keeps_its_pre_trigger_frames(linked):
+    trap = linked(overrides={"filter": {"enabled": False}}).start()
+    client = trap.client()
+    trap.pir_pulse_in(1.0)
+    photos = [client.setup_photo("setup", "someone") for _ in range(3)]
+    report = wait_until(lambda: trap.bench.events and trap.bench.events[0], "the PIR event")
+    pre = [f for f in report.frames if f.pre_trigger]
+    assert len(pre) == trap.bench.config.burst.pre_trigger_frames and all(f.file for f in pre)
+    assert len({p["event_id"] for p in photos} | {report.event_id}) == 4     # numbers not shared
+
+
 def test_ending_then_starting_a_deployment_through_the_link(linked):
     """End (`trapd deployment end`'s function and message), then the new id checked against
     the card (`trapd deployment start`'s), written as the page writes it, and reloaded."""

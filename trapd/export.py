@@ -347,7 +347,8 @@ def _observation_row(config: Config, event_number: int, group: list[_Media], tz:
     }
 
 
-# Technician photos (`trapd snapshot --setup` / `--pickup`, trapd/technician.py SETUP_TRIGGERS):
+# Technician photos (`trapd snapshot --setup` / `--pickup` or the setup page's buttons,
+# trapd/technician.py SETUP_TRIGGERS):
 # media.captureMethod is left empty (optional; its vocabulary, activityDetection | timeLapse,
 # names neither a photo taken by hand), and the event's observation carries cameraSetupType
 # `setup` ("Type of the camera setup action (if any) associated with the observation"; the
@@ -367,8 +368,8 @@ def _camera_setup_fields(trigger: str) -> dict:
     if trigger not in CAMERA_SETUP_TRIGGERS:
         return {}
     return {"cameraSetupType": "setup", "observationTags": f"cameraSetupAction:{trigger}",
-            "observationComments": f"{trigger} photo taken by the technician "
-                                   f"(trapd snapshot --{trigger}); not a detection"}
+            "observationComments": f"{trigger} photo taken by the technician (trapd "
+                                   f"snapshot --{trigger} or the setup page); not a detection"}
 
 
 def _deployment_row(config: Config, media: list[_Media], events: dict,
