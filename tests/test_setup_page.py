@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,28 @@ def test_without_the_secret_the_page_gives_nothing_but_the_login_form(page, brow
         "Promise.all(['/api/health', '/api/preview.jpg', '/api/config'].map("
         "  (p) => fetch(p).then((r) => r.status))).then(done);")
     assert statuses == [401, 401, 401]
+
+
+def test_an_oversized_body_is_cut_off_unread_with_or_without_the_secret(page, browser):
+    """A client on the hotspot cannot make the page hold a body of any size."""
+    secret_prefix = b"secret=" + page.secret.encode() + b"&pad="
+    try:
+        status, body = status_of(page.url + "/login", "POST", secret_prefix + b"x" * 5_000_000,
+                                 {"Content-Type": "application/x-www-form-urlencoded"})
+        assert status == 200 and b"not this trap's secret" in body      # not logged in
+    except urllib.error.URLError as cut_off:     # answered and closed before it was all sent
+        assert isinstance(cut_off.reason, (ConnectionResetError, BrokenPipeError))
+    assert status_of(page.url + "/login")[0] == 200                     # and it serves on
+    log_in(browser, page)
+    element(browser, "#view")
+    statuses = browser.execute_async_script(
+        "const done = arguments[0];"
+        "const big = JSON.stringify({text: 'x'.repeat(2000000)});"
+        "Promise.all(['/api/config/check', '/api/clock'].map((p) => fetch(p, {method: 'POST',"
+        "  headers: {'Content-Type': 'application/json'}, body: big}).then((r) => r.status)))"
+        ".then(done);")
+    assert statuses == [413, 413]
+    assert page.config_path.read_text() == page.original and page.clock_steps() == []
 
 
 def canvas_seq(browser) -> int:

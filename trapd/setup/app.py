@@ -226,8 +226,8 @@ async def _json_body(request: Request) -> dict:
     (a cross-site JSON post needs a CORS pre-flight, which gets nothing)."""
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise _Refused("send application/json", 415)
-    body = await request.body()
-    if len(body) > MAX_JSON_BODY:
+    body = await auth.read_at_most(request, MAX_JSON_BODY)
+    if body is None:
         raise _Refused("too large", 413)
     try:
         value = json.loads(body)

@@ -117,12 +117,24 @@ class RequireSession:
         await refused(scope["path"])(scope, receive, send_with_headers)
 
 
+async def read_at_most(request: Request, limit: int) -> bytes | None:
+    """The body, or None once it passes `limit` bytes: read as it streams in, so
+    a client on the hotspot cannot make the page hold a body of any size."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def login(request: Request, sessions: Sessions, secret: bytes) -> Response:
     """GET: the form. POST secret=...: a session cookie and on to the page."""
     if request.method == "GET":
         return login_page(status=200)
-    body = await request.body()
-    given = parse_qs(body[:MAX_LOGIN_BODY].decode("utf-8", "replace")).get("secret", [""])[0]
+    body = await read_at_most(request, MAX_LOGIN_BODY)
+    given = parse_qs((body or b"").decode("utf-8", "replace")).get("secret", [""])[0]
     if not secret or not secret_matches(given, secret):
         await asyncio.sleep(WRONG_SECRET_DELAY_S)
         return login_page("That is not this trap's secret.")
