@@ -5,7 +5,6 @@ false "open" and never a line a second."""
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 import urllib.request
@@ -19,16 +18,11 @@ from starlette.applications import Starlette  # noqa: E402
 from starlette.responses import PlainTextResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
+from setup_page_harness import free_port, wait_until  # noqa: E402
 from trapd.setup.server import PageServer, serve_while_setup_mode  # noqa: E402
 
 # TEST-NET-1 (RFC 5737): never an address of this machine.
 NOT_OURS = "192.0.2.1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def hello_app():
@@ -38,15 +32,6 @@ def hello_app():
 def get(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as reply:
         return reply.read().decode()
-
-
-def wait_until(condition, timeout_s: float = 10) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_an_address_the_pi_lacks_is_one_line_and_the_page_opens_once_it_can_bind(caplog):
