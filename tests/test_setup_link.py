@@ -184,6 +184,28 @@ def test_a_pir_event_during_a_live_view_keeps_its_pre_trigger_frames(linked):
     assert any(first <= wall - wall_minus_monotonic <= last for _, wall in previews)
 
 
+def test_a_live_view_that_fails_on_the_trap_thread_costs_the_view_not_the_capture(
+        linked, monkeypatch, caplog):
+    trap = linked(setup={"after_boot_s": 3600}, overrides={"filter": {"enabled": False}}).start()
+    client = trap.client()
+    assert client.preview()["jpeg"]
+
+    def broken_copy(frame, step):
+        raise MemoryError("no room for the copy")
+
+    monkeypatch.setattr(trap.bench.trap.camera, "main_subsampled", broken_copy)
+    try:
+        client.preview()          # the copy fails on the trap's thread
+    except LinkError:
+        pass
+    wait_until(lambda: trap.bench.trap.frame_tap is None, "the live view turned off")
+    trap.pir_pulse_in(3.0)
+    report = wait_until(lambda: trap.bench.events and trap.bench.events[0], "the event's report")
+    assert any(f.pre_trigger for f in report.frames) and any(f.file for f in report.frames)
+    assert trap._thread.is_alive()
+    assert "the live view failed on a camera frame" in caplog.text
+
+
 def test_a_standby_trap_streams_while_the_view_is_watched(linked):
     trap = linked(overrides={"power": {"mode": "standby"}}).start()
     camera = trap.daemon.trap.camera

@@ -64,8 +64,14 @@ class SetupService:
         self.mode.on_open = None
 
     def _frame_tap(self, frame) -> None:
-        self.preview_tap(frame)
-        self.photo_tap(frame)
+        # On the trap's thread: a failure here must cost the live view, never capture.
+        try:
+            self.preview_tap(frame)
+            self.photo_tap(frame)
+        except Exception:
+            log.exception("setup link: the live view failed on a camera frame; it is off "
+                          "until trapd restarts, capture goes on")
+            self.trap.frame_tap = None
 
     def _on_edge(self, trigger) -> None:
         self.edges.add({"wall_ns": trigger.t_wall_ns, "event_id": None,
@@ -76,9 +82,13 @@ class SetupService:
 
     def _on_trigger(self, trigger, event_id: str) -> None:
         """The trap took `trigger` into `event_id`: so did the edges since it."""
-        self.edges.update(lambda e: e["event_id"] is None
-                          and e["_monotonic_ns"] >= trigger.t_monotonic_ns,
-                          {"event_id": event_id})
+        try:
+            self.edges.update(lambda e: e["event_id"] is None
+                              and e["_monotonic_ns"] >= trigger.t_monotonic_ns,
+                              {"event_id": event_id})
+        except Exception:       # on the trap's thread, as _frame_tap
+            log.exception("setup link: the walk test failed to name an edge's event; "
+                          "capture goes on")
 
     def _on_event(self, report) -> None:
         self.events.add({"event_id": report.event_id, "trigger": report.trigger,
