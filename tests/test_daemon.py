@@ -93,3 +93,33 @@ def test_the_unit_file_passes_systemd_analyze_verify(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "Type=notify" in unit and "ExecReload=" in unit
+
+
+def test_work_handed_to_a_busy_loop_that_times_out_is_never_done_later(daemon_on_bench,
+                                                                        monkeypatch):
+    import threading
+    import time
+
+    from trapd.errors import TrapdError
+    daemon, b, _ = daemon_on_bench
+    real_step = b.trap.step
+
+    def slow_step():            # an event keeping the loop busy for a while
+        time.sleep(0.3)
+        real_step()
+
+    monkeypatch.setattr(b.trap, "step", slow_step)
+    stop = threading.Event()
+    loop = threading.Thread(target=daemon.run, kwargs={"until": stop.is_set}, daemon=True)
+    loop.start()
+    try:
+        while not daemon._looping:
+            time.sleep(0.01)
+        done = []
+        with pytest.raises(TrapdError, match="nothing was done"):
+            daemon.in_loop(lambda: done.append("ended the deployment"), wait_s=0.05)
+        assert daemon.in_loop(lambda: "next", wait_s=10) == "next"   # the loop went round
+        assert done == []
+    finally:
+        stop.set()
+        loop.join(30)

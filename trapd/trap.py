@@ -83,6 +83,7 @@ class Trap:
         self.frame_tap: Callable[[Frame], None] | None = None
         self.on_trigger: Callable[[Trigger, str], None] | None = None
         self.references_taken = 0
+        self._woken = False
         self._apply(config, station)
 
     def _apply(self, config: Config, station: StationInfo) -> None:
@@ -117,7 +118,8 @@ class Trap:
         return self.operating.stop_requested
 
     def wake(self) -> None:
-        """Cut short a standby wait (a stop was requested)."""
+        """Cut short a standby wait (a stop, or work handed to the daemon's loop)."""
+        self._woken = True      # a wake between _idle_wait's clear and its wait is not lost
         self.pir.edge.set()
 
     def step(self) -> None:
@@ -205,9 +207,11 @@ class Trap:
                 return False   # an edge came while the camera was awake: it is running
         self._ensure_stopped()
         self.pir.edge.clear()
-        if self._has_trigger_waiting(mode):
+        if self._woken or self._has_trigger_waiting(mode):
+            self._woken = False
             return True
         self.clock.wait_for(self.pir.edge, min(self.operating.idle_timeout_s(), self._to_reference_s(mode)))
+        self._woken = False     # whoever woke it queued its work first: the loop runs it next
         return True
 
     def _reference_due(self) -> bool:
