@@ -235,7 +235,7 @@ def now_from_trap(trap) -> Now:
     """The running trap's state (from the setup link's thread: reads only)."""
     return Now(trap.clock.wall_ns(), trap.clock.is_synchronised(), trap.sensors.read(),
                trap.store.health.snapshot()["degraded"], trap.operating.day_night.night,
-               trap.operating.mode())
+               trap.operating.current_mode())
 
 
 def now_from_files(config: Config, root: str | Path, wall_ns: int, clock_synced: bool | None,
@@ -255,7 +255,7 @@ def now_from_files(config: Config, root: str | Path, wall_ns: int, clock_synced:
 
 def led_status(trap, config: Config) -> str:
     """The LED's status code now (cheap: no index queries; from the trap's thread or a pin's)."""
-    volts, low_v = trap.operating.status().battery_v, config.power.battery_low_v
+    volts, low_v = trap.operating.last_battery_v, config.power.battery_low_v
     return status_code(trap.store.health.snapshot()["degraded"],
                        volts is not None and low_v is not None and volts < low_v,
                        trap.clock.is_synchronised())

@@ -214,8 +214,13 @@ class Operating:
         return self._clock.monotonic_ns() < self._camera_on_until_ns
 
     def mode(self) -> str:
-        """streaming, standby or idle, now."""
+        """streaming, standby or idle, now (the trap's thread: may read the battery)."""
         self._check_battery()
+        return self.current_mode()
+
+    def current_mode(self) -> str:
+        """The mode by the battery as last read: for other threads (the setup link, the
+        fleet), which must not read the ADC or change the battery state behind the trap."""
         window = self.window()
         if window is None:
             return IDLE
@@ -268,6 +273,11 @@ class Operating:
     def status(self) -> Status:
         window = self.window()
         return Status(self.mode(), window, self.day_night.night, self.lamp.is_on, self._battery_v)
+
+    @property
+    def last_battery_v(self) -> float | None:
+        """The battery voltage as last read by the trap (None: never, or no sensor)."""
+        return self._battery_v
 
     def close(self) -> None:
         self.lamp.close()

@@ -14,6 +14,7 @@ metadata.py. A sensor that cannot be read gives None and one log line.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 from gpiozero import MCP3008, CPUTemperature
@@ -96,14 +97,19 @@ class Sensors:
                                          pin_factory)
         self._battery = _BatteryAdc(battery_adc_channel, battery_divider, adc_reference_v,
                                     pin_factory)
+        # The trap reads these, and so does the setup page's health block on the link's
+        # thread: one reader at a time (the ADC is opened on first use, once).
+        self._lock = threading.Lock()
 
     def read(self) -> SensorReadings:
-        return SensorReadings(cpu_temperature_c=self._cpu.read_c(),
-                              ambient_temperature_c=self._ambient.read_c(),
-                              battery_voltage_v=self._battery.read_v())
+        with self._lock:
+            return SensorReadings(cpu_temperature_c=self._cpu.read_c(),
+                                  ambient_temperature_c=self._ambient.read_c(),
+                                  battery_voltage_v=self._battery.read_v())
 
     def battery_v(self) -> float | None:
-        return self._battery.read_v()
+        with self._lock:
+            return self._battery.read_v()
 
     def close(self) -> None:
         self._cpu.close()

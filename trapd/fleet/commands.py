@@ -182,7 +182,7 @@ class CommandRunner:
         seen = 0
         while self.monotonic() < give_up:
             if trap.config is not running:
-                if trap.operating.mode() == STANDBY:
+                if trap.operating.current_mode() == STANDBY:
                     return True
                 if reloaded_ns is None:
                     reloaded_ns, last = trap.clock.monotonic_ns(), trap.last_frame_ns
