@@ -1,5 +1,6 @@
 """The status LED shows a degraded trap as a blink code (dark while healthy)."""
 
+import threading
 import time
 
 from gpiozero.pins.mock import MockFactory
@@ -98,5 +99,21 @@ def test_a_chattering_pir_queues_only_a_few_flashes():
     for _ in range(100):
         led.flash()
     assert flashes_since(pin, 0, 10 * TICK_S) == 3
+    led.close()
+    factory.close()
+
+
+def test_a_healthy_dark_led_keeps_no_thread_ticking():
+    """On a battery trap nothing should wake the CPU four times a second for a dark LED."""
+    factory = MockFactory()
+    before = set(threading.enumerate())
+    led = StatusLed(17, factory)
+    pin = factory.pin(17)
+    led.show({})
+    assert set(threading.enumerate()) == before
+    led.flash()                                 # a walk-test edge: one flash, then dark again
+    time.sleep(6 * TICK_S)
+    assert flashes_since(pin, 0, 0) == 1 and not pin.state
+    assert not [t for t in threading.enumerate() if t not in before and t.is_alive()]
     led.close()
     factory.close()

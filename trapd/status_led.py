@@ -90,8 +90,8 @@ class StatusLed:
         self._degraded = pattern(0)
         self.code = 0
         self.status: str | None = None      # the last status code shown
+        self._playing = False               # a source thread is feeding the LED
         self._led.source_delay = TICK_S
-        self._led.source = self._values()
 
     def show(self, degraded: dict) -> None:
         """The degraded states changed (Health's listener)."""
@@ -101,26 +101,43 @@ class StatusLed:
         with self._lock:
             self.code = code
             self._degraded = pattern(code)      # its flashes start now
+        self._play()
 
     def show_status(self, status: str, seconds: float = SHOW_S) -> None:
         """Show a status code (STATUS_PATTERNS) for about `seconds`, from now."""
         with self._lock:
             self.status = status
             self._shown = status_pattern(status, seconds)
+        self._play()
 
     def flash(self) -> None:
         """One short flash, after what is being shown (a PIR edge in the walk test)."""
         with self._lock:
             self._flashes = min(self._flashes + 1, MAX_WAITING_FLASHES)
+        self._play()
+
+    def _play(self) -> None:
+        """Feed the LED from a source thread while there is anything to show. A healthy,
+        dark LED has none: nothing wakes the CPU four times a second for it."""
+        with self._lock:
+            if self._playing:
+                return
+            self._playing = True
+        self._led.source = self._values()       # outside the lock: this joins the old thread
 
     def _values(self):
+        yield 0     # one dark tick first: what is asked in the same instant is shown whole
         while True:
             with self._lock:
                 if not self._shown and self._flashes:
                     self._flashes -= 1
                     self._shown = list(EDGE_FLASH)
+                if not self._shown and self.code == 0:
+                    self._playing = False
+                    break
                 value = self._shown.pop(0) if self._shown else next(self._degraded)
             yield value
+        yield 0                                 # dark when it stops
 
     def close(self) -> None:
         self._led.source = None
