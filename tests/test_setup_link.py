@@ -235,7 +235,9 @@ def test_set_clock_shifts_the_trap_clock_and_records_a_step(linked):
     import csv
     with open(package / "deployments.csv", newline="") as f:
         comments = next(csv.DictReader(f))["deploymentComments"]
-    assert "trap clock set +01:00:00 at " in comments
+    # The step as set: an hour less the virtual time that passed before it (+00:59:59 at times).
+    from trapd.timekeeping import format_shift
+    assert f"trap clock set {format_shift(step)} at " in comments
     assert "from the setup page, confirmed by technician A. Ranger" in comments
 
 
